@@ -1,0 +1,44 @@
+"""The base class of layers that a prototxt names with ``type: "Python"``.
+
+Upstream's Python layers were pycaffe classes with setup/reshape/forward/backward that
+read the global config. Ours are torch modules: the engine builds them with
+``cls.from_caffe(param_str, phase, cfg)``, which is the one place a layer reads the
+config, and calls ``forward(*bottoms)``, which returns every top the layer can make, in
+order; the engine keeps as many as the prototxt names. Layers whose upstream backward
+was empty return tensors that carry no gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import yaml
+
+
+def parse_param_str(param_str: str, where: str = "param_str") -> dict[str, Any]:
+    """Parse a Python layer's ``param_str`` as upstream does (YAML, e.g. ``'num_classes': 21``)."""
+    if not param_str or not param_str.strip():
+        return {}
+    try:
+        value = yaml.safe_load(param_str)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: cannot parse param_str {param_str!r}: {e}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: param_str must be a mapping, got {param_str!r}")
+    return value
+
+
+class PythonLayer(torch.nn.Module):
+    """Base class: subclasses implement ``from_caffe`` and ``forward``."""
+
+    #: the tops this layer can produce, in order (documentation and error messages)
+    top_names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_caffe(cls, param_str: str, phase: str, cfg) -> "PythonLayer":
+        """Build the layer from its prototxt ``param_str``, the net phase ('TRAIN' or 'TEST')
+        and the run's config (an EasyDict from ``frcnn.config``)."""
+        raise NotImplementedError(f"{cls.__name__}.from_caffe")

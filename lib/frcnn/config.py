@@ -1,0 +1,279 @@
+"""Configuration: py-faster-rcnn's keys and defaults, built fresh per run and validated.
+
+Upstream kept one global, mutable ``cfg`` that layers deep inside the code read. Here
+``get_default_config()`` returns a new EasyDict every time; the tools build one per run
+(``--cfg`` file first, then ``--set`` pairs, then the device), and pass plain values on
+to the layers. Unknown keys and values of the wrong type raise ``ConfigError`` naming
+the key (and the file, for yml input).
+
+Key names, defaults and comments follow ``lib/fast_rcnn/config.py`` of py-faster-rcnn.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import os
+from typing import Any, Iterable
+
+import numpy as np
+from easydict import EasyDict
+
+
+class ConfigError(ValueError):
+    """A config file or ``--set`` override that names an unknown key or a wrong type."""
+
+
+def _find_root() -> str:
+    """The project root: $FRCNN_ROOT, else the checkout this file lives in, else the cwd."""
+    env = os.environ.get("FRCNN_ROOT")
+    if env:
+        return os.path.abspath(env)
+    here = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    if os.path.isdir(os.path.join(here, "experiments")) and os.path.isdir(os.path.join(here, "models")):
+        return here
+    return os.path.abspath(os.getcwd())
+
+
+def get_default_config() -> EasyDict:
+    """A fresh config holding upstream's defaults (no state is shared between calls)."""
+    C = EasyDict()
+
+    # ------------------------------------------------------------------ training
+    C.TRAIN = EasyDict()
+    # Scales to use during training (can list multiple scales); each is the pixel
+    # size of an image's shortest side, one drawn at random per image.
+    C.TRAIN.SCALES = (600,)
+    # Max pixel size of the longest side of a scaled input image
+    C.TRAIN.MAX_SIZE = 1000
+    # Images to use per minibatch
+    C.TRAIN.IMS_PER_BATCH = 2
+    # Minibatch size (number of regions of interest [ROIs])
+    C.TRAIN.BATCH_SIZE = 128
+    # Fraction of minibatch that is labeled foreground (i.e. class > 0)
+    C.TRAIN.FG_FRACTION = 0.25
+    # Overlap threshold for a ROI to be considered foreground (if >= FG_THRESH)
+    C.TRAIN.FG_THRESH = 0.5
+    # Overlap threshold for a ROI to be considered background (class = 0 if
+    # overlap in [LO, HI))
+    C.TRAIN.BG_THRESH_HI = 0.5
+    C.TRAIN.BG_THRESH_LO = 0.1
+    # Use horizontally-flipped images during training?
+    C.TRAIN.USE_FLIPPED = True
+    # Train bounding-box regressors
+    C.TRAIN.BBOX_REG = True
+    # Overlap required between a ROI and ground-truth box in order for that ROI to
+    # be used as a bounding-box regression training example
+    C.TRAIN.BBOX_THRESH = 0.5
+    # Iterations between snapshots
+    C.TRAIN.SNAPSHOT_ITERS = 10000
+    # solver.prototxt specifies the snapshot path prefix, this adds an optional
+    # infix to yield the path: <prefix>[_<infix>]_iter_<N>.caffemodel
+    C.TRAIN.SNAPSHOT_INFIX = ""
+    # Load minibatches in background workers, ahead of the training step
+    C.TRAIN.USE_PREFETCH = False
+    # Number of background workers used when USE_PREFETCH is True
+    C.TRAIN.PREFETCH_WORKERS = 2
+    # Normalize the targets (subtract empirical mean, divide by empirical stddev)
+    C.TRAIN.BBOX_NORMALIZE_TARGETS = True
+    # Deprecated (inside weights)
+    C.TRAIN.BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+    # Normalize the targets using "precomputed" (or made up) means and stdevs
+    # (BBOX_NORMALIZE_TARGETS must also be True)
+    C.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = False
+    C.TRAIN.BBOX_NORMALIZE_MEANS = (0.0, 0.0, 0.0, 0.0)
+    C.TRAIN.BBOX_NORMALIZE_STDS = (0.1, 0.1, 0.2, 0.2)
+    # Train using these proposals
+    C.TRAIN.PROPOSAL_METHOD = "selective_search"
+    # Make minibatches from images that have similar aspect ratios (i.e. both
+    # tall and thin or both short and wide) in order to avoid wasting computation
+    # on zero-padding.
+    C.TRAIN.ASPECT_GROUPING = True
+    # Use RPN to detect objects
+    C.TRAIN.HAS_RPN = False
+    # IOU >= thresh: positive example
+    C.TRAIN.RPN_POSITIVE_OVERLAP = 0.7
+    # IOU < thresh: negative example
+    C.TRAIN.RPN_NEGATIVE_OVERLAP = 0.3
+    # If an anchor satisfied by positive and negative conditions set to negative
+    C.TRAIN.RPN_CLOBBER_POSITIVES = False
+    # Max number of foreground examples
+    C.TRAIN.RPN_FG_FRACTION = 0.5
+    # Total number of examples
+    C.TRAIN.RPN_BATCHSIZE = 256
+    # NMS threshold used on RPN proposals
+    C.TRAIN.RPN_NMS_THRESH = 0.7
+    # Number of top scoring boxes to keep before apply NMS to RPN proposals
+    C.TRAIN.RPN_PRE_NMS_TOP_N = 12000
+    # Number of top scoring boxes to keep after applying NMS to RPN proposals
+    C.TRAIN.RPN_POST_NMS_TOP_N = 2000
+    # Proposal height and width both need to be greater than RPN_MIN_SIZE (at orig image scale)
+    C.TRAIN.RPN_MIN_SIZE = 16
+    # Deprecated (outside weights)
+    C.TRAIN.RPN_BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+    # Give the positive RPN examples weight of p * 1 / {num positives}
+    # and give negatives a weight of (1 - p)
+    # Set to -1.0 to use uniform example weighting
+    C.TRAIN.RPN_POSITIVE_WEIGHT = -1.0
+
+    # ------------------------------------------------------------------ testing
+    C.TEST = EasyDict()
+    # Scales to use during testing (can list multiple scales)
+    C.TEST.SCALES = (600,)
+    # Max pixel size of the longest side of a scaled input image
+    C.TEST.MAX_SIZE = 1000
+    # Overlap threshold used for non-maximum suppression (suppress boxes with
+    # IoU > thresh)
+    C.TEST.NMS = 0.3
+    # Experimental: treat the (K+1) units in the cls_score layer as linear
+    # predictors (trained, eg, with one-vs-rest SVMs).
+    C.TEST.SVM = False
+    # Test using bounding-box regressors
+    C.TEST.BBOX_REG = True
+    # Propose boxes
+    C.TEST.HAS_RPN = False
+    # Test using these proposals
+    C.TEST.PROPOSAL_METHOD = "selective_search"
+    # NMS threshold used on RPN proposals
+    C.TEST.RPN_NMS_THRESH = 0.7
+    # Number of top scoring boxes to keep before apply NMS to RPN proposals
+    C.TEST.RPN_PRE_NMS_TOP_N = 6000
+    # Number of top scoring boxes to keep after applying NMS to RPN proposals
+    C.TEST.RPN_POST_NMS_TOP_N = 300
+    # Proposal height and width both need to be greater than RPN_MIN_SIZE (at orig image scale)
+    C.TEST.RPN_MIN_SIZE = 16
+
+    # ------------------------------------------------------------------ misc
+    # The mapping from image coordinates to feature map coordinates might cause
+    # some boxes that are distinct in image space to become identical in feature
+    # coordinates. If DEDUP_BOXES > 0, then DEDUP_BOXES is used as the scale factor
+    # for identifying duplicate boxes.
+    # 1/16 is correct for {Alex,Caffe}Net, VGG_CNN_M_1024, and VGG16
+    C.DEDUP_BOXES = 1.0 / 16.0
+    # Pixel mean values (BGR order) as a (1, 1, 3) array
+    # We use the same pixel mean for all networks even though it's not exactly what
+    # they were trained with
+    C.PIXEL_MEANS = np.array([[[102.9801, 115.9465, 122.7717]]])
+    # For reproducibility
+    C.RNG_SEED = 3
+    # A small number that's used many times
+    C.EPS = 1e-14
+    # Root directory of project
+    C.ROOT_DIR = _find_root()
+    # Data directory
+    C.DATA_DIR = os.path.join(C.ROOT_DIR, "data")
+    # Model directory
+    C.MODELS_DIR = os.path.join(C.ROOT_DIR, "models", "pascal_voc")
+    # Name (or path to) the matlab executable
+    C.MATLAB = "matlab"
+    # Place outputs under an experiments directory
+    C.EXP_DIR = "default"
+    # Use GPU implementation of non-maximum suppression
+    C.USE_GPU_NMS = True
+    # Default GPU device id; -1 means run on the CPU (set by --cpu or GPU_ID "cpu")
+    C.GPU_ID = 0
+    return C
+
+
+# --------------------------------------------------------------------- merging
+
+
+def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
+    """Return ``value`` converted to the type of ``default`` or raise ConfigError."""
+    if isinstance(default, np.ndarray):
+        try:
+            return np.array(value, dtype=default.dtype)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {key}: cannot convert {value!r} to an array: {e}") from None
+    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        # yml and literal_eval give lists; upstream's easydict 1.4 turned tuples into
+        # lists, so list-valued overrides of tuple defaults are accepted here.
+        return tuple(value)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    elif isinstance(default, str) and isinstance(value, str):
+        return value
+    elif type(value) is type(default):
+        return value
+    raise ConfigError(
+        f"{where}: {key}: expected {type(default).__name__} (like the default {default!r}), "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+def merge_dict(src: dict, dst: EasyDict, where: str = "config", prefix: str = "") -> None:
+    """Merge ``src`` into ``dst`` in place; every key must exist in ``dst``."""
+    if not isinstance(src, dict):
+        raise ConfigError(f"{where}: expected a mapping at '{prefix or '<top>'}', got {type(src).__name__}")
+    for k, v in src.items():
+        full = f"{prefix}{k}"
+        if k not in dst:
+            raise ConfigError(f"{where}: unknown config key '{full}'")
+        if isinstance(dst[k], dict):
+            merge_dict(v, dst[k], where, full + ".")
+        else:
+            dst[k] = _coerce(full, v, dst[k], where)
+
+
+def cfg_from_file(filename: str, cfg: EasyDict) -> EasyDict:
+    """Merge a yml file into ``cfg`` (in place) and return it."""
+    import yaml  # PyYAML comes with the package's requirements
+
+    try:
+        with open(filename) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"{filename}: cannot read config file: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{filename}: not valid YAML: {e}") from None
+    merge_dict(data or {}, cfg, where=filename)
+    return cfg
+
+
+def cfg_from_list(cfg_list: Iterable[str], cfg: EasyDict) -> EasyDict:
+    """Apply ``--set KEY VALUE [KEY VALUE ...]`` overrides (in place) and return ``cfg``."""
+    items = list(cfg_list)
+    if len(items) % 2 != 0:
+        raise ConfigError(f"--set: expected KEY VALUE pairs, got an odd number of words: {items}")
+    for key, raw in zip(items[0::2], items[1::2]):
+        parts = key.split(".")
+        d = cfg
+        for sub in parts[:-1]:
+            if sub not in d or not isinstance(d[sub], dict):
+                raise ConfigError(f"--set: unknown config key '{key}'")
+            d = d[sub]
+        last = parts[-1]
+        if last not in d or isinstance(d[last], dict):
+            raise ConfigError(f"--set: unknown config key '{key}'")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        d[last] = _coerce(key, value, d[last], "--set")
+    return cfg
+
+
+def copy_config(cfg: EasyDict) -> EasyDict:
+    """A deep copy, for per-stage overrides (alt-opt) that must not leak back."""
+    return copy.deepcopy(cfg)
+
+
+def get_output_dir(cfg: EasyDict, imdb_name: str, net_name: str | None = None) -> str:
+    """``output/<EXP_DIR>/<imdb>/[<net>/]``, created if missing (upstream's layout)."""
+    path = os.path.abspath(os.path.join(cfg.ROOT_DIR, "output", cfg.EXP_DIR, imdb_name))
+    if net_name is not None:
+        path = os.path.join(path, net_name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def device_from_config(cfg: EasyDict):
+    """The torch device a run uses: ``cuda:<GPU_ID>`` when GPU_ID >= 0 and CUDA exists, else cpu."""
+    import torch
+
+    if cfg.GPU_ID >= 0 and torch.cuda.is_available():
+        return torch.device("cuda", cfg.GPU_ID)
+    return torch.device("cpu")

@@ -1,0 +1,96 @@
+"""Build and install the ``frcnn`` package (lib/frcnn) with its native parts.
+
+One ``get_extensions()`` builds:
+  * Cython: ``frcnn.utils.cython_bbox`` (IoU matrix) and ``frcnn.nms.cpu_nms``;
+  * the torch extension ``frcnn._C`` from ``csrc/``: the C++ CPU kernels always, the CUDA
+    kernels added when torch has CUDA and nvcc is found, or when FORCE_CUDA=1.
+
+torch is deliberately *not* in install_requires: pip must never fetch its own torch (an
+unpinned torch is a multi-GB CUDA download). Install torch first, then build with
+``pip install --no-build-isolation -e .`` so the build sees that torch.
+"""
+
+import glob
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cuda_wanted(torch_mod, cuda_home) -> bool:
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        return True
+    if os.environ.get("FORCE_CPU", "0") == "1":
+        return False
+    return bool(torch_mod.cuda.is_available() and cuda_home is not None)
+
+
+def get_extensions():
+    extra_gcc = ["-O3", "-Wno-cpp", "-Wno-unused-function"]
+    exts = cythonize(
+        [
+            Extension(
+                "frcnn.utils.cython_bbox",
+                ["lib/frcnn/utils/bbox.pyx"],
+                include_dirs=[np.get_include()],
+                extra_compile_args=extra_gcc,
+            ),
+            Extension(
+                "frcnn.nms.cpu_nms",
+                ["lib/frcnn/nms/cpu_nms.pyx"],
+                include_dirs=[np.get_include()],
+                extra_compile_args=extra_gcc,
+            ),
+        ],
+        language_level=3,
+    )
+
+    cpu_sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "*", "*.cpp")))
+    if not cpu_sources:
+        return exts, {}
+
+    import torch
+    from torch.utils import cpp_extension
+
+    cuda_sources = sorted(glob.glob(os.path.join("csrc", "*", "*.cu")))
+    define_macros = []
+    extra = {"cxx": ["-O3", "-fopenmp"]}
+    ext_cls = cpp_extension.CppExtension
+    sources = list(cpu_sources)
+    if cuda_sources and _cuda_wanted(torch, cpp_extension.CUDA_HOME):
+        ext_cls = cpp_extension.CUDAExtension
+        sources += cuda_sources
+        define_macros.append(("WITH_CUDA", None))
+        extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr"]
+    exts.append(
+        ext_cls(
+            "frcnn._C",
+            sources,
+            include_dirs=[os.path.join(ROOT, "csrc")],
+            define_macros=define_macros,
+            extra_compile_args=extra,
+            extra_link_args=["-fopenmp"],
+        )
+    )
+    return exts, {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=False)}
+
+
+ext_modules, cmdclass = get_extensions()
+
+setup(
+    name="frcnn",
+    version="0.1.0",
+    description="Faster R-CNN (Ren, He, Girshick, Sun) reproduced on PyTorch, faithful to py-faster-rcnn",
+    license="MIT",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    package_data={"frcnn": ["*.pyx", "*/*.pyx"]},
+    python_requires=">=3.9",
+    install_requires=["numpy", "easydict", "pyyaml"],
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    zip_safe=False,
+)
