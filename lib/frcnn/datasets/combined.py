@@ -1,0 +1,76 @@
+"""Several imdbs joined with ``+`` for training (upstream's ``voc_2007_trainval+voc_2012_trainval``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from frcnn.datasets.imdb import imdb
+
+
+class CombinedImdb(imdb):
+    """The concatenation of member imdbs that share one class list (training only).
+
+    Flipping flips each member, so the roidb order is upstream's: A, A flipped, B, B flipped.
+    """
+
+    def __init__(self, imdbs: Sequence[imdb], name: str) -> None:
+        if not imdbs:
+            raise ValueError("CombinedImdb: no member imdbs")
+        for d in imdbs[1:]:
+            if tuple(d.classes) != tuple(imdbs[0].classes):
+                raise ValueError(
+                    f"{name}: {d.name} has classes {list(d.classes)} but {imdbs[0].name} has "
+                    f"{list(imdbs[0].classes)}; only sets with the same classes can be joined"
+                )
+        super().__init__(name, imdbs[0].classes)
+        self._imdbs = list(imdbs)
+        self._roidb_handler = self._member_roidbs
+
+    @property
+    def imdbs(self) -> list[imdb]:
+        return self._imdbs
+
+    @property
+    def image_index(self) -> list:
+        return [x for d in self._imdbs for x in d.image_index]
+
+    @property
+    def num_images(self) -> int:
+        return sum(d.num_images for d in self._imdbs)
+
+    def _locate(self, i: int) -> tuple[imdb, int]:
+        if i < 0:
+            i += self.num_images
+        for d in self._imdbs:
+            if i < d.num_images:
+                return d, i
+            i -= d.num_images
+        raise IndexError(f"{self.name}: image {i} out of range")
+
+    def image_path_at(self, i: int) -> str:
+        d, j = self._locate(i)
+        return d.image_path_at(j)
+
+    def image_id_at(self, i: int):
+        d, j = self._locate(i)
+        return d.image_id_at(j)
+
+    def _member_roidbs(self) -> list[dict]:
+        return [e for d in self._imdbs for e in d.roidb]
+
+    def set_proposal_method(self, method: str) -> None:
+        for d in self._imdbs:
+            d.set_proposal_method(method)
+        self.roidb_handler = self._member_roidbs
+
+    def append_flipped_images(self) -> None:
+        for d in self._imdbs:
+            d.append_flipped_images()
+        self._roidb = None
+
+    def competition_mode(self, on: bool) -> None:
+        for d in self._imdbs:
+            d.competition_mode(on)
+
+    def evaluate_detections(self, all_boxes: list, output_dir: str) -> dict:
+        raise ValueError(f"{self.name}: a joined ('+') dataset is for training; evaluate each member instead")

@@ -1,0 +1,118 @@
+"""Proposal files: our ``.npz`` format, and upstream's selective-search ``.mat`` files.
+
+``save_proposals(path, boxes_list, image_ids)`` writes one (R_i, 4) float32 array of
+0-based ``x1, y1, x2, y2`` boxes per image (concatenated, with per-image lengths) and the
+image ids; ``load_proposals`` reads it back without unpickling. Upstream's RPN proposal
+files were pickles; they are refused (unsafe to load): regenerate them with
+``tools/rpn_generate.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from frcnn.utils.io import atomic_write
+
+PROPOSALS_FORMAT_VERSION = 1
+
+
+def save_proposals(path: str, boxes_list: Sequence[np.ndarray], image_ids: Sequence) -> None:
+    """Write proposals (one (R, 4) array per image, same order as ``image_ids``) atomically."""
+    if len(boxes_list) != len(image_ids):
+        raise ValueError(
+            f"save_proposals({path}): {len(boxes_list)} box arrays but {len(image_ids)} image ids"
+        )
+    arrays = []
+    for i, b in enumerate(boxes_list):
+        b = np.asarray(b, dtype=np.float32)
+        if b.size == 0:
+            b = b.reshape(0, 4)
+        if b.ndim != 2 or b.shape[1] != 4:
+            raise ValueError(
+                f"save_proposals({path}): boxes of image {i} have shape {b.shape}, expected (R, 4)"
+            )
+        arrays.append(b)
+    boxes = np.concatenate(arrays, axis=0) if arrays else np.zeros((0, 4), np.float32)
+    with atomic_write(path) as f:
+        np.savez(
+            f,
+            version=np.int64(PROPOSALS_FORMAT_VERSION),
+            boxes=boxes,
+            lengths=np.array([len(b) for b in arrays], dtype=np.int64),
+            image_ids=np.array([str(x) for x in image_ids], dtype=str),
+        )
+
+
+def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
+    """(boxes_list, image_ids) from a file written by :func:`save_proposals`."""
+    if path.endswith(".pkl"):
+        raise ValueError(
+            f"{path}: pickle proposal files are not read (unpickling is unsafe); "
+            "regenerate the proposals with tools/rpn_generate.py (it writes .npz)"
+        )
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: proposal file not found") from None
+    except (OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npz proposal file ({e})") from None
+    if not hasattr(z, "files"):
+        raise ValueError(f"{path}: not an .npz proposal file (a single array)")
+    with z:
+        missing = [k for k in ("boxes", "lengths", "image_ids") if k not in z.files]
+        if missing:
+            raise ValueError(f"{path}: not a proposal file (missing {', '.join(missing)})")
+        boxes, lengths, ids = z["boxes"], z["lengths"], [str(x) for x in z["image_ids"]]
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or lengths.sum() != boxes.shape[0] or len(lengths) != len(ids):
+        raise ValueError(
+            f"{path}: inconsistent proposal file (boxes {boxes.shape}, {len(lengths)} lengths, "
+            f"{len(ids)} ids)"
+        )
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    return [boxes[offsets[i] : offsets[i + 1]].copy() for i in range(len(ids))], ids
+
+
+def load_selective_search_mat(path: str) -> tuple[list[np.ndarray], list[str] | None]:
+    """Upstream's ``selective_search_data/<imdb>.mat``: a ``boxes`` cell of (R, 4) 1-based
+    ``y1, x1, y2, x2`` matrices (and an ``images`` cell of ids); returns 0-based
+    ``x1, y1, x2, y2`` float arrays and the ids (None if the file has none)."""
+    from frcnn.datasets.mat5 import load_mat
+
+    data = load_mat(path, ["boxes", "images"])
+    if "boxes" not in data:
+        raise ValueError(f"{path}: has no 'boxes' variable")
+    raw = data["boxes"]
+    if not (isinstance(raw, np.ndarray) and raw.dtype == object):
+        raise ValueError(f"{path}: 'boxes' is not a cell array")
+    boxes_list = []
+    for i, b in enumerate(raw.ravel(order="F")):
+        b = np.asarray(b, dtype=np.float64)
+        if b.size == 0:
+            boxes_list.append(np.zeros((0, 4)))
+            continue
+        if b.ndim != 2 or b.shape[1] != 4:
+            raise ValueError(f"{path}: boxes{{{i + 1}}} has shape {b.shape}, expected (R, 4)")
+        boxes_list.append(b[:, (1, 0, 3, 2)] - 1)
+    ids = None
+    if "images" in data:
+        imgs = data["images"]
+        if isinstance(imgs, np.ndarray) and imgs.dtype == object:
+            ids = [str(x) for x in imgs.ravel(order="F")]
+        elif isinstance(imgs, list):
+            ids = [s.rstrip() for s in imgs]  # a char matrix: one padded row per image
+    return boxes_list, ids
+
+
+def load_proposal_file(path: str) -> tuple[list[np.ndarray], list[str] | None]:
+    """Read ``.npz`` (ours) or ``.mat`` (upstream's selective search) proposals by extension."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".mat":
+        return load_selective_search_mat(path)
+    if ext == ".npz":
+        return load_proposals(path)
+    if ext == ".pkl":
+        return load_proposals(path)  # raises the explanatory error
+    raise ValueError(f"{path}: unknown proposal file type '{ext}' (expected .npz or .mat)")

@@ -1,0 +1,133 @@
+"""Safe on-disk roidb caches: one ``.npz`` per roidb, keyed by what it was built from.
+
+Upstream pickled roidbs to ``data/cache/<imdb>_gt_roidb.pkl`` and never invalidated them
+(a classic source of stale-cache errors). Here a cache file name carries a hash of the
+format version, the annotation files (path, mtime, size) and the loader's options, so an
+edited annotation or a new code format gives a new file; the file is written atomically
+and read with ``allow_pickle=False``.
+
+Layout of the npz: per key, array fields of all entries concatenated along axis 0 plus a
+``<key>.len`` array of per-entry lengths; scalar and string fields as (N,) arrays; a
+``__meta__`` JSON string with the version and the kind of each key.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from frcnn.utils.io import atomic_write
+
+#: bump when the content or layout of any cached roidb changes
+ROIDB_FORMAT_VERSION = 1
+
+
+def fingerprint(parts: Iterable[Any], files: Iterable[str] = ()) -> str:
+    """A 16-hex-digit hash of ``parts`` (JSON-able values) and of each file's path, mtime and size.
+
+    A missing file contributes its path and ``missing``, so creating it changes the key.
+    """
+    h = hashlib.sha1()
+    h.update(json.dumps([ROIDB_FORMAT_VERSION, list(parts)], sort_keys=True, default=str).encode())
+    for path in files:
+        try:
+            st = os.stat(path)
+            h.update(f"{os.path.abspath(path)}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+        except FileNotFoundError:
+            h.update(f"{os.path.abspath(path)}\0missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_path(cache_dir: str, stem: str, key: str) -> str:
+    """``<cache_dir>/<stem>_<key>.npz``."""
+    return os.path.join(cache_dir, f"{stem}_{key}.npz")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return "array"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, np.integer)):
+        return "int"
+    if isinstance(value, (float, np.floating)):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    raise TypeError(f"roidb cache: cannot store a field of type {type(value).__name__}")
+
+
+def pack_roidb(roidb: list[dict]) -> dict[str, np.ndarray]:
+    """The npz arrays that hold ``roidb`` (see the module docstring)."""
+    keys = sorted(roidb[0].keys()) if roidb else []
+    kinds: dict[str, str] = {}
+    out: dict[str, np.ndarray] = {}
+    for key in keys:
+        values = []
+        for i, entry in enumerate(roidb):
+            if key not in entry:
+                raise KeyError(f"roidb cache: entry {i} lacks field '{key}' that entry 0 has")
+            values.append(entry[key])
+        kind = _kind(values[0])
+        kinds[key] = kind
+        if kind == "array":
+            out[key] = np.concatenate([np.asarray(v) for v in values], axis=0)
+            out[key + ".len"] = np.array([len(v) for v in values], dtype=np.int64)
+        elif kind == "str":
+            out[key] = np.array([str(v) for v in values], dtype=str)
+        else:
+            out[key] = np.array(values, dtype={"bool": bool, "int": np.int64, "float": np.float64}[kind])
+    meta = {"version": ROIDB_FORMAT_VERSION, "num_entries": len(roidb), "kinds": kinds}
+    out["__meta__"] = np.array(json.dumps(meta))
+    return out
+
+
+def unpack_roidb(arrays: Any, where: str = "roidb cache") -> list[dict]:
+    """The roidb held by ``arrays`` (an open npz or a dict from :func:`pack_roidb`)."""
+    meta = json.loads(str(arrays["__meta__"]))
+    if meta.get("version") != ROIDB_FORMAT_VERSION:
+        raise ValueError(f"{where}: format version {meta.get('version')} != {ROIDB_FORMAT_VERSION}")
+    n = int(meta["num_entries"])
+    roidb: list[dict] = [{} for _ in range(n)]
+    for key, kind in meta["kinds"].items():
+        data = np.asarray(arrays[key])
+        if kind == "array":
+            lens = np.asarray(arrays[key + ".len"])
+            offsets = np.concatenate(([0], np.cumsum(lens)))
+            for i in range(n):
+                roidb[i][key] = data[offsets[i] : offsets[i + 1]].copy()
+        else:
+            cast = {"bool": bool, "int": int, "float": float, "str": str}[kind]
+            for i in range(n):
+                roidb[i][key] = cast(data[i])
+    return roidb
+
+
+def save_roidb(path: str, roidb: list[dict], stale_glob: str | None = None) -> None:
+    """Write ``roidb`` to ``path`` atomically; then remove files matching ``stale_glob`` (older
+    caches of the same roidb under other keys)."""
+    arrays = pack_roidb(roidb)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+    if stale_glob:
+        for old in glob.glob(stale_glob):
+            if os.path.abspath(old) != os.path.abspath(path):
+                try:
+                    os.unlink(old)
+                except OSError:
+                    pass
+
+
+def load_roidb(path: str) -> list[dict]:
+    """Read a roidb written by :func:`save_roidb` (never unpickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return unpack_roidb(npz, where=path)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a readable roidb cache ({e}); delete it to rebuild") from None

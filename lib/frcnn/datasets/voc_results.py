@@ -1,0 +1,81 @@
+"""VOC results files (comp4) and the Python evaluation driver (upstream's ``pascal_voc.py``).
+
+A results file per class, ``<comp_id>_det_<image_set>_<class>.txt``, one line per detection:
+``<image id> <score %.3f> <x1+1 %.1f> <y1+1> <x2+1> <y2+1>`` (1-based, as the devkit wants).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from frcnn.datasets.voc_eval import voc_eval
+from frcnn.utils.io import atomic_write
+
+
+def write_voc_results_file(
+    all_boxes: Sequence[Sequence], image_index: Sequence[str], classes: Sequence[str], template: str
+) -> list[str]:
+    """Write one results file per non-background class (``template.format(class)``); returns the paths."""
+    paths = []
+    for cls_ind, cls in enumerate(classes):
+        if cls == "__background__":
+            continue
+        print(f"Writing {cls} VOC results file")
+        filename = template.format(cls)
+        with atomic_write(filename, "w") as f:
+            for im_ind, index in enumerate(image_index):
+                dets = all_boxes[cls_ind][im_ind]
+                if dets is None or len(dets) == 0:
+                    continue
+                dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
+                for k in range(dets.shape[0]):
+                    f.write(
+                        f"{index} {dets[k, -1]:.3f} {dets[k, 0] + 1:.1f} {dets[k, 1] + 1:.1f} "
+                        f"{dets[k, 2] + 1:.1f} {dets[k, 3] + 1:.1f}\n"
+                    )
+        paths.append(filename)
+    return paths
+
+
+def do_python_eval(
+    classes: Sequence[str],
+    template: str,
+    annopath: str,
+    imagesetfile: str,
+    cachedir: str | None,
+    output_dir: str | None,
+    use_07_metric: bool,
+    ovthresh: float = 0.5,
+) -> dict:
+    """Evaluate every class, print upstream's lines, save ``<cls>_pr.npz`` in ``output_dir``.
+
+    Returns ``{"ap": {class: AP}, "mean_ap": mean over classes with positives}``.
+    """
+    aps: dict[str, float] = {}
+    print("VOC07 metric? " + ("Yes" if use_07_metric else "No"))
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+    for cls in classes:
+        if cls == "__background__":
+            continue
+        rec, prec, ap = voc_eval(template, annopath, imagesetfile, cls, cachedir, ovthresh, use_07_metric)
+        aps[cls] = ap
+        print(f"AP for {cls} = {ap:.4f}")
+        if output_dir:
+            with atomic_write(os.path.join(output_dir, f"{cls}_pr.npz")) as f:
+                np.savez(f, rec=rec, prec=prec, ap=np.float64(ap))
+    values = np.array(list(aps.values()), dtype=np.float64)
+    valid = values[~np.isnan(values)]
+    mean_ap = float(valid.mean()) if valid.size else float("nan")
+    print(f"Mean AP = {mean_ap:.4f}")
+    print("~~~~~~~~")
+    print("Results:")
+    for ap in values:
+        print(f"{ap:.3f}")
+    print(f"{mean_ap:.3f}")
+    print("~~~~~~~~")
+    print("(computed by the Python re-implementation of the VOC devkit's evaluation)")
+    return {"ap": aps, "mean_ap": mean_ap}

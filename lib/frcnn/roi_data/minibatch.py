@@ -1,0 +1,205 @@
+"""Minibatches from roidb entries (upstream's ``lib/roi_data_layer/minibatch.py``).
+
+Split in two so that a data layer can decide every random draw in its own process and
+load images anywhere: ``plan_minibatch`` draws the scale of each image and (Fast R-CNN
+path) the sampled RoIs, consuming the RNG exactly as upstream's ``get_minibatch`` did;
+``build_minibatch`` reads and scales the images and assembles the blobs.
+
+Fast R-CNN RoI sampling, per image (``rois_per_image = BATCH_SIZE / IMS_PER_BATCH``,
+``fg_per_image = round(FG_FRACTION * rois_per_image)``):
+1. fg: rows with max overlap >= FG_THRESH, up to fg_per_image, without replacement;
+2. bg: rows with max overlap in [BG_THRESH_LO, BG_THRESH_HI), up to the rest;
+3. labels = max_classes, bg set to 0; RoIs scaled by the image scale, batch index first;
+4. targets expanded to 4K columns (class c -> columns 4c..4c+3), inside weights there,
+   outside weights = (inside > 0).
+RPN path (one image): ``im_info`` = (H, W, scale), ``gt_boxes`` = scaled boxes + class of
+rows with ``gt_classes != 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
+
+
+@dataclass(frozen=True)
+class MinibatchConfig:
+    """The plain values minibatch building needs (``from_config`` reads them from a config)."""
+
+    num_classes: int
+    scales: tuple[int, ...] = (600,)
+    max_size: int = 1000
+    pixel_means: tuple[float, float, float] = (102.9801, 115.9465, 122.7717)
+    batch_size: int = 128
+    fg_fraction: float = 0.25
+    fg_thresh: float = 0.5
+    bg_thresh_hi: float = 0.5
+    bg_thresh_lo: float = 0.1
+    bbox_reg: bool = True
+    bbox_inside_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    has_rpn: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Any, num_classes: int) -> MinibatchConfig:
+        t = cfg.TRAIN
+        return cls(
+            num_classes=int(num_classes),
+            scales=tuple(int(s) for s in t.SCALES),
+            max_size=int(t.MAX_SIZE),
+            pixel_means=tuple(float(x) for x in np.asarray(cfg.PIXEL_MEANS).ravel()),
+            batch_size=int(t.BATCH_SIZE),
+            fg_fraction=float(t.FG_FRACTION),
+            fg_thresh=float(t.FG_THRESH),
+            bg_thresh_hi=float(t.BG_THRESH_HI),
+            bg_thresh_lo=float(t.BG_THRESH_LO),
+            bbox_reg=bool(t.BBOX_REG),
+            bbox_inside_weights=tuple(float(x) for x in t.BBOX_INSIDE_WEIGHTS),
+            has_rpn=bool(t.HAS_RPN),
+        )
+
+
+@dataclass
+class MinibatchPlan:
+    """Every random decision of one minibatch."""
+
+    scale_inds: np.ndarray  # (num_images,) index into scales
+    keep_inds: list[np.ndarray] = field(default_factory=list)  # per image: fg rows then bg rows
+    fg_counts: list[int] = field(default_factory=list)  # per image: how many of keep_inds are fg
+
+
+def _sample_rois(
+    entry: dict, fg_rois_per_image: int, rois_per_image: int, conf: MinibatchConfig, rng: Any
+) -> tuple[np.ndarray, int]:
+    """(kept row indices, number of fg among them) for one image."""
+    overlaps = entry["max_overlaps"]
+    # select foreground RoIs as those with >= FG_THRESH overlap
+    fg_inds = np.where(overlaps >= conf.fg_thresh)[0]
+    # guard against the case when an image has fewer than fg_rois_per_image foreground RoIs
+    fg_rois_per_this_image = int(min(fg_rois_per_image, fg_inds.size))
+    # sample foreground regions without replacement
+    if fg_inds.size > 0:
+        fg_inds = rng.choice(fg_inds, size=fg_rois_per_this_image, replace=False)
+    # select background RoIs as those within [BG_THRESH_LO, BG_THRESH_HI)
+    bg_inds = np.where((overlaps < conf.bg_thresh_hi) & (overlaps >= conf.bg_thresh_lo))[0]
+    # compute number of background RoIs to take from this image (guarding against there being fewer than desired)
+    bg_rois_per_this_image = int(min(rois_per_image - fg_rois_per_this_image, bg_inds.size))
+    # sample background regions without replacement
+    if bg_inds.size > 0:
+        bg_inds = rng.choice(bg_inds, size=bg_rois_per_this_image, replace=False)
+    keep_inds = np.append(fg_inds, bg_inds).astype(np.int64)
+    return keep_inds, fg_rois_per_this_image
+
+
+def plan_minibatch(roidb: Sequence[dict], conf: MinibatchConfig, rng: Any = None) -> MinibatchPlan:
+    """Draw the random choices of a minibatch of ``roidb`` from ``rng`` (default: numpy's global RNG)."""
+    rng = np.random if rng is None else rng
+    num_images = len(roidb)
+    # sample random scales to use for each image in this batch
+    scale_inds = rng.randint(0, high=len(conf.scales), size=num_images)
+    plan = MinibatchPlan(scale_inds=np.asarray(scale_inds, dtype=np.int64))
+    if conf.has_rpn:
+        if num_images != 1:
+            raise ValueError(
+                f"minibatch: the RPN path takes one image per batch (TRAIN.IMS_PER_BATCH 1), got {num_images}"
+            )
+        return plan
+    if conf.batch_size % num_images != 0:
+        raise ValueError(f"minibatch: num_images ({num_images}) must divide BATCH_SIZE ({conf.batch_size})")
+    rois_per_image = conf.batch_size // num_images
+    fg_rois_per_image = int(np.round(conf.fg_fraction * rois_per_image))
+    for entry in roidb:
+        keep, nfg = _sample_rois(entry, fg_rois_per_image, rois_per_image, conf, rng)
+        plan.keep_inds.append(keep)
+        plan.fg_counts.append(nfg)
+    return plan
+
+
+def get_image_blob(
+    roidb: Sequence[dict], scale_inds: np.ndarray, conf: MinibatchConfig
+) -> tuple[np.ndarray, list[float]]:
+    """The (N, 3, H, W) blob of the images of ``roidb`` at the chosen scales, and their scales."""
+    processed_ims, im_scales = [], []
+    for entry, si in zip(roidb, scale_inds):
+        im = read_image(entry["image"])
+        if "width" in entry and (im.shape[1], im.shape[0]) != (entry["width"], entry["height"]):
+            raise ValueError(
+                f"{entry['image']}: image is {im.shape[1]}x{im.shape[0]} but the roidb says "
+                f"{entry['width']}x{entry['height']} (image changed? delete the dataset cache)"
+            )
+        if entry["flipped"]:
+            im = im[:, ::-1, :]
+        im, im_scale = prep_im_for_blob(im, np.array(conf.pixel_means), conf.scales[int(si)], conf.max_size)
+        im_scales.append(im_scale)
+        processed_ims.append(im)
+    return im_list_to_blob(processed_ims), im_scales
+
+
+def bbox_regression_labels(
+    bbox_target_data: np.ndarray, num_classes: int, inside_weights: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expand (R, 5) class + targets to (R, 4K) targets and inside weights (class slot only)."""
+    clss = bbox_target_data[:, 0]
+    bbox_targets = np.zeros((clss.size, 4 * num_classes), dtype=np.float32)
+    bbox_inside_weights = np.zeros(bbox_targets.shape, dtype=np.float32)
+    for ind in np.where(clss > 0)[0]:
+        cls = int(clss[ind])
+        start, end = 4 * cls, 4 * cls + 4
+        bbox_targets[ind, start:end] = bbox_target_data[ind, 1:]
+        bbox_inside_weights[ind, start:end] = inside_weights
+    return bbox_targets, bbox_inside_weights
+
+
+def build_minibatch(
+    roidb: Sequence[dict], plan: MinibatchPlan, conf: MinibatchConfig
+) -> dict[str, np.ndarray]:
+    """The blobs of a planned minibatch (float32 arrays)."""
+    im_blob, im_scales = get_image_blob(roidb, plan.scale_inds, conf)
+    blobs = {"data": im_blob}
+    if conf.has_rpn:
+        entry = roidb[0]
+        gt_inds = np.where(entry["gt_classes"] != 0)[0]
+        gt_boxes = np.empty((len(gt_inds), 5), dtype=np.float32)
+        gt_boxes[:, 0:4] = entry["boxes"][gt_inds, :].astype(np.float64) * im_scales[0]
+        gt_boxes[:, 4] = entry["gt_classes"][gt_inds]
+        blobs["gt_boxes"] = gt_boxes
+        blobs["im_info"] = np.array([[im_blob.shape[2], im_blob.shape[3], im_scales[0]]], dtype=np.float32)
+        return blobs
+
+    k = conf.num_classes
+    rois_l, labels_l, targets_l, inside_l = [], [], [], []
+    for im_i, entry in enumerate(roidb):
+        keep, nfg = plan.keep_inds[im_i], plan.fg_counts[im_i]
+        labels = np.asarray(entry["max_classes"])[keep].astype(np.float32)
+        labels[nfg:] = 0  # clamp labels for the background RoIs to 0
+        rois = entry["boxes"][keep, :].astype(np.float64) * im_scales[im_i]
+        batch_ind = im_i * np.ones((rois.shape[0], 1))
+        rois_l.append(np.hstack((batch_ind, rois)))
+        labels_l.append(labels)
+        if conf.bbox_reg:
+            if "bbox_targets" not in entry:
+                raise ValueError(
+                    f"{entry.get('image')}: roidb entry lacks bbox_targets "
+                    "(call add_bbox_regression_targets before training with BBOX_REG)"
+                )
+            t, w = bbox_regression_labels(entry["bbox_targets"][keep, :], k, conf.bbox_inside_weights)
+            targets_l.append(t)
+            inside_l.append(w)
+    blobs["rois"] = np.vstack(rois_l).astype(np.float32) if rois_l else np.zeros((0, 5), np.float32)
+    blobs["labels"] = np.hstack(labels_l).astype(np.float32)
+    if conf.bbox_reg:
+        blobs["bbox_targets"] = np.vstack(targets_l)
+        blobs["bbox_inside_weights"] = np.vstack(inside_l)
+        blobs["bbox_outside_weights"] = (blobs["bbox_inside_weights"] > 0).astype(np.float32)
+    return blobs
+
+
+def get_minibatch(
+    roidb: Sequence[dict], conf: MinibatchConfig, rng: Any | None = None
+) -> dict[str, np.ndarray]:
+    """Upstream's ``get_minibatch``: plan with ``rng`` (default numpy's global RNG), then build."""
+    return build_minibatch(roidb, plan_minibatch(roidb, conf, rng), conf)
