@@ -27,7 +27,7 @@ def parse_param_str(param_str: str, where: str = "param_str") -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: param_str must be a mapping, got {param_str!r}")
+        raise ValueError(f"{where}: param_str must be a mapping, got {param_str!r}")  # noqa: TRY004 (bad file content)
     return value
 
 
@@ -38,7 +38,15 @@ class PythonLayer(torch.nn.Module):
     top_names: tuple[str, ...] = ()
 
     @classmethod
-    def from_caffe(cls, param_str: str, phase: str, cfg) -> "PythonLayer":
+    def from_caffe(cls, param_str: str, phase: str, cfg) -> PythonLayer:
         """Build the layer from its prototxt ``param_str``, the net phase ('TRAIN' or 'TEST')
         and the run's config (an EasyDict from ``frcnn.config``)."""
         raise NotImplementedError(f"{cls.__name__}.from_caffe")
+
+    def top_shapes(self, bottom_shapes: list) -> list | None:
+        """Optional: the shapes of the tops given the bottoms' (tuples with ``None`` for sizes
+        known only at run time), like a pycaffe ``setup`` reshape. The engine needs the channel
+        count of a top that feeds a Convolution or InnerProduct to size its weights before the
+        first forward (e.g. the data layer's ``data`` top: ``(N, 3, None, None)``). ``None``
+        (the default) means unknown: such weights are then made at the first forward."""
+        return None

@@ -1,0 +1,116 @@
+"""Pooling with Caffe's rules.
+
+Output size: ``ceil((H + 2p - k) / s) + 1``, minus one when padded and the last window would
+start at or beyond ``H + p``. MAX ignores padding. AVE divides by the window clipped to
+``[-p, H + p)`` (so padded zeros count in the interior and at the top/left border, but not
+beyond ``H + p``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..prototxt import Message
+from .base import Layer, Shape, register
+from .linear import hw_pair
+
+_POOL = {"MAX": 0, "AVE": 1, "STOCHASTIC": 2}
+
+
+def pool_out(size: int, k: int, p: int, s: int) -> int:
+    """Caffe's pooling output size along one axis."""
+    out = math.ceil((size + 2 * p - k) / s) + 1
+    if p > 0 and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _ave_divisor(size: int, out: int, k: int, p: int, s: int) -> list[int]:
+    """Per output index, the window length clipped to [-p, size + p) (Caffe's AVE divisor)."""
+    sizes = []
+    for i in range(out):
+        start = i * s - p
+        end = min(start + k, size + p)
+        sizes.append(end - start)
+    return sizes
+
+
+def caffe_pool2d(x: torch.Tensor, method: str, kernel: tuple[int, int], stride: tuple[int, int],
+                 pad: tuple[int, int]) -> torch.Tensor:
+    """MAX or AVE pooling of an (N,C,H,W) tensor with Caffe's output size and divisor."""
+    _n, _c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    oh, ow = pool_out(h, kh, ph, sh), pool_out(w, kw, pw, sw)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"pooling a {h}x{w} input with kernel {kernel}, pad {pad} gives no output")
+    # pad so that every window of the Caffe grid lies inside; extra rows never reach a window's
+    # clipped area for MAX (-inf) and add zeros for AVE (its divisor is computed separately)
+    extra_h = max(0, (oh - 1) * sh + kh - (h + ph))
+    extra_w = max(0, (ow - 1) * sw + kw - (w + pw))
+    fill = float("-inf") if method == "MAX" else 0.0
+    xp = F.pad(x, (pw, extra_w, ph, extra_h), value=fill)
+    if method == "MAX":
+        y = F.max_pool2d(xp, (kh, kw), (sh, sw))
+        return y[:, :, :oh, :ow]
+    sums = F.avg_pool2d(xp, (kh, kw), (sh, sw), divisor_override=1)[:, :, :oh, :ow]
+    dh = torch.tensor(_ave_divisor(h, oh, kh, ph, sh), dtype=x.dtype, device=x.device)
+    dw = torch.tensor(_ave_divisor(w, ow, kw, pw, sw), dtype=x.dtype, device=x.device)
+    return sums / (dh[:, None] * dw[None, :])
+
+
+@register("Pooling")
+class Pooling(Layer):
+    def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
+        super().__init__(lp, phase)
+        self.expect_bottoms(1)
+        self.expect_tops(1, 2)
+        p = lp.get_msg("pooling_param")
+        self.method = p.get_enum("pool", "MAX", _POOL)
+        if self.method == "STOCHASTIC":
+            raise self.error("STOCHASTIC pooling is not supported", "pooling_param")
+        if len(self.tops) == 2 and self.method != "MAX":
+            raise self.error("a second (mask) top needs MAX pooling")
+        if len(self.tops) == 2:
+            raise self.error("the mask top of MAX pooling is not supported")
+        self.global_pooling = p.get_bool("global_pooling", False)
+        if self.global_pooling:
+            if "kernel_size" in p or "kernel_h" in p:
+                raise self.error("global_pooling and kernel_size cannot both be given", "pooling_param")
+            self.kernel = None
+        else:
+            self.kernel = hw_pair(lp, p, "kernel_size", None, self)
+            if min(self.kernel) <= 0:
+                raise self.error("kernel_size must be positive", "pooling_param")
+        self.pad = hw_pair(lp, p, "pad", 0, self)
+        self.stride = hw_pair(lp, p, "stride", 1, self)
+        if min(self.stride) <= 0:
+            raise self.error("stride must be positive", "pooling_param")
+        if self.global_pooling and (self.pad != (0, 0) or self.stride != (1, 1)):
+            raise self.error("global_pooling needs pad 0 and stride 1", "pooling_param")
+        if self.kernel is not None and (self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]):
+            raise self.error(f"pad {self.pad} must be smaller than kernel {self.kernel}", "pooling_param")
+        s0 = bottom_shapes[0]
+        if s0 is not None and len(s0) != 4:
+            raise self.error(f"needs a 4-D bottom (N,C,H,W), got shape {s0}")
+
+    def infer(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        s = bottom_shapes[0]
+        if s is None:
+            return [None]
+        if self.global_pooling:
+            return [(s[0], s[1], 1, 1)]
+        h = None if s[2] is None else pool_out(s[2], self.kernel[0], self.pad[0], self.stride[0])
+        w = None if s[3] is None else pool_out(s[3], self.kernel[1], self.pad[1], self.stride[1])
+        return [(s[0], s[1], h, w)]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        if x.dim() != 4:
+            raise self.error(f"needs a 4-D bottom (N,C,H,W), got shape {tuple(x.shape)}")
+        kernel = (x.shape[2], x.shape[3]) if self.global_pooling else self.kernel
+        try:
+            return (caffe_pool2d(x, self.method, kernel, self.stride, self.pad),)
+        except ValueError as e:
+            raise self.error(str(e)) from None

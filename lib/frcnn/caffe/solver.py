@@ -1,0 +1,250 @@
+"""``SGDSolver``: Caffe's SGD solver, update for update.
+
+Per iteration (Solver::Step + SGDSolver::ApplyUpdate): clear the gradients; run forward and
+backward ``iter_size`` times, accumulating; log (every ``display`` iterations); the learning
+rate of the policy at the current iteration (before the increment); clip gradients if
+``clip_gradients`` > 0; then per learnable blob, with ``local_rate = rate * lr_mult``:
+(1) ``g /= iter_size``, (2) ``g += weight_decay * decay_mult * w`` (L2; L1 uses sign(w)),
+(3) ``v = momentum * v + local_rate * g``, (4) ``w -= v``; ``iter += 1``; snapshot every
+``snapshot`` iterations. Blobs with ``lr_mult: 0`` never change (their history stays 0).
+
+The displayed loss is smoothed over ``average_loss`` iterations *within one ``step()`` call*
+(Caffe restarts the smoothing at each call, so py-faster-rcnn's ``step(1)`` loop printed the
+plain loss of each iteration).
+
+Paths: ``net``/``train_net`` are opened relative to the working directory as in Caffe (then
+the solver's folder, then ``cfg.ROOT_DIR``); ``snapshot_prefix`` is used as written, i.e.
+relative to the working directory, as in Caffe.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+
+from . import solver_state as st
+from .net import TRAIN, Net
+from .prototxt import Message
+from .solver_param import SolverParameter, read_solver
+
+logger = logging.getLogger("frcnn.caffe.solver")
+
+
+def _emit(msg: str) -> None:
+    """Log through ``logging`` when the program configured it, else print (Caffe logs always show)."""
+    if logging.getLogger().handlers or logger.handlers:
+        logger.info(msg)
+    else:
+        print(msg, flush=True)
+
+
+def _g(x: float) -> str:
+    """A number as C++ ostream prints it by default (6 significant digits)."""
+    return f"{x:.6g}"
+
+
+class SGDSolver:
+    """See the module docstring. ``weights``: initial weights copied in by layer name."""
+
+    def __init__(self, solver_prototxt: str | Message, cfg: Any = None, weights: str | None = None, *,
+                 allow_python_modules: Any = None) -> None:
+        root = getattr(cfg, "ROOT_DIR", None) if cfg is not None else None
+        self.param: SolverParameter = read_solver(solver_prototxt, root)
+        if self.param.random_seed >= 0:
+            torch.manual_seed(self.param.random_seed)  # before the net, so fillers repeat (as Caffe)
+        if self.param.test_interval:
+            _emit(f"{self.param.source}: test nets are not run by this solver (test_interval ignored)")
+        net_src = self.param.net_param if self.param.net_param is not None else self.param.net
+        self.net = Net(net_src, weights, TRAIN, cfg, allow_python_modules=allow_python_modules)
+        if cfg is not None and getattr(cfg, "GPU_ID", None) is not None:
+            from frcnn.config import device_from_config
+
+            self.net.to(device_from_config(cfg))
+        self.iter = 0
+        self.current_step = 0
+        self.history: dict[str, torch.Tensor] = {}  # "layer/index" -> momentum history
+        self._last_losses: dict[str, float] = {}
+        self._timer: tuple[float, int] | None = None
+
+    # -- learning rate ------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The rate the next update will use (the multistep counter is not advanced)."""
+        return self.param.learning_rate(self.iter, self.current_step)[0]
+
+    # -- one iteration ------------------------------------------------------------------
+    def step(self, iters: int) -> None:
+        """Run ``iters`` iterations (Caffe's Solver::Step)."""
+        p = self.param
+        start_iter, stop = self.iter, self.iter + iters
+        losses: list[float] = []
+        smoothed = 0.0
+        if self._timer is None:
+            self._timer = (time.perf_counter(), self.iter)
+        while self.iter < stop:
+            for q in self.net.parameters():
+                q.grad = None
+            loss, outputs = self._forward_backward(p.iter_size)
+            # Caffe's UpdateSmoothedLoss, restarted for every step() call
+            if len(losses) < p.average_loss:
+                losses.append(loss)
+                smoothed = (smoothed * (len(losses) - 1) + loss) / len(losses)
+            else:
+                idx = (self.iter - start_iter) % p.average_loss
+                smoothed += (loss - losses[idx]) / p.average_loss
+                losses[idx] = loss
+            display = p.display > 0 and self.iter % p.display == 0
+            if display:
+                self._log_iteration(smoothed, outputs)
+            self._apply_update(display)
+            self.iter += 1
+            if p.snapshot > 0 and self.iter % p.snapshot == 0:
+                self.snapshot()
+
+    def _forward_backward(self, iter_size: int) -> tuple[float, dict[str, torch.Tensor]]:
+        total = 0.0
+        sums: dict[str, float] = {}
+        outputs: dict[str, torch.Tensor] = {}
+        for _ in range(iter_size):
+            outputs = self.net.forward()
+            if self.net.loss is None:
+                raise RuntimeError(f"{self.param.source}: the train net has no loss (no *Loss layer or loss_weight)")
+            if self.net.loss.requires_grad:
+                self.net.loss.backward()
+            total += float(self.net.loss.detach())
+            for name in self.net.loss_weights:
+                if name in outputs:
+                    sums[name] = sums.get(name, 0.0) + float(outputs[name].detach().sum())
+        self._last_losses = {k: v / iter_size for k, v in sums.items()}
+        return total / iter_size, {k: v.detach() for k, v in outputs.items()}
+
+    def last_losses(self) -> dict[str, float]:
+        """The loss outputs of the last iteration (mean over its ``iter_size`` passes), unweighted."""
+        return dict(self._last_losses)
+
+    def _log_iteration(self, smoothed: float, outputs: dict[str, torch.Tensor]) -> None:
+        _emit(f"Iteration {self.iter}, loss = {_g(smoothed)}")
+        index = 0
+        for name, value in outputs.items():
+            w = self.net.loss_weights.get(name, 0.0)
+            flat = value.reshape(-1).float().cpu().tolist()
+            for k, v in enumerate(flat):
+                if k == 100 and len(flat) > 101:
+                    _emit(f"    Train net output #{index}...: {name} ({len(flat) - k} more values not shown)")
+                    index += len(flat) - k
+                    break
+                extra = f" (* {_g(w)} = {_g(w * v)} loss)" if w else ""
+                _emit(f"    Train net output #{index}: {name} = {_g(v)}{extra}")
+                index += 1
+        t0, i0 = self._timer or (time.perf_counter(), self.iter)
+        done = self.iter - i0
+        if done > 0:
+            per = (time.perf_counter() - t0) / done
+            left = max(self.param.max_iter - self.iter, 0) * per
+            _emit(f"    speed: {per:.3f}s / iter ({1 / per:.2f} iter/s), "
+                  f"time left to max_iter {self.param.max_iter}: {datetime.timedelta(seconds=round(left))}")
+            self._timer = (time.perf_counter(), self.iter)
+
+    def _apply_update(self, display: bool) -> None:
+        p = self.param
+        rate, self.current_step = p.learning_rate(self.iter, self.current_step)
+        if display:
+            _emit(f"Iteration {self.iter}, lr = {_g(rate)}")
+        params = self.net.learnable_params()
+        with torch.no_grad():
+            grads = {}
+            for layer, i, w, _spec in params:
+                grads[(layer, i)] = w.grad if w.grad is not None else torch.zeros_like(w)
+            if p.clip_gradients > 0:
+                norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values())))
+                if norm > p.clip_gradients:
+                    factor = p.clip_gradients / norm
+                    _emit(f"Gradient clipping: scaling down gradients (L2 norm {_g(norm)} > "
+                          f"{_g(p.clip_gradients)}) by scale factor {_g(factor)}")
+                    grads = {k: g * factor for k, g in grads.items()}
+            for layer, i, w, spec in params:
+                g = grads[(layer, i)]
+                if p.iter_size > 1:
+                    g = g * (1.0 / p.iter_size)
+                decay = p.weight_decay * spec.decay_mult
+                if decay:
+                    g = g + decay * (w if p.regularization_type == "L2" else torch.sign(w))
+                key = f"{layer}/{i}"
+                v = self.history.get(key)
+                if v is None:
+                    v = torch.zeros_like(w)
+                elif v.shape != w.shape:
+                    raise RuntimeError(f"momentum history of {key} has shape {tuple(v.shape)}, the blob "
+                                       f"{tuple(w.shape)} (solver state from another net?)")
+                else:
+                    v = v.to(w.device)
+                v = momentum_update(v, g, p.momentum, rate * spec.lr_mult)
+                self.history[key] = v
+                w.sub_(v)
+
+    # -- snapshots ----------------------------------------------------------------------
+    def snapshot(self, path: str | None = None) -> str:
+        """Without ``path``: Caffe's snapshot, ``<prefix>_iter_<n>.caffemodel`` plus
+        ``<prefix>_iter_<n>.solverstate`` naming it; returns the .caffemodel path. With
+        ``path``: only the solver state, written there (the caller saves the weights itself,
+        e.g. with transformed ``bbox_pred``); returns ``path``."""
+        if path is not None:
+            self.save_state(path)
+            return path
+        # no snapshot_prefix: the solver file's path without its extension (newer Caffe's default)
+        prefix = self.param.snapshot_prefix or os.path.splitext(self.param.source)[0]
+        base = f"{prefix}_iter_{self.iter}"
+        model = base + ".caffemodel"
+        _emit(f"Snapshotting to binary proto file {model}")
+        self.net.save(model)
+        _emit(f"Snapshotting solver state to binary proto file {base}.solverstate")
+        self.save_state(base + ".solverstate", model)
+        return model
+
+    def save_state(self, path: str, weights_path: str | None = None) -> None:
+        """Write the resume state (see ``solver_state``); ``weights_path`` is recorded as
+        ``learned_net`` (relative to the state file's folder when it lies there)."""
+        layers = {}
+        for layer in self.net.layers:
+            get = getattr(layer, "get_state", None)
+            state = get() if callable(get) else None
+            if state is not None:
+                layers[layer.name] = st.to_safe(state, f"layer '{layer.name}' get_state()")
+        learned = ""
+        if weights_path:
+            folder = os.path.dirname(os.path.abspath(path))
+            learned = os.path.relpath(os.path.abspath(weights_path), folder)
+        st.save_state(path, {
+            "iter": self.iter, "current_step": self.current_step, "learned_net": learned,
+            "history": {k: v.detach().cpu() for k, v in self.history.items()},
+            "rng": st.capture_rng(), "layers": layers,
+        })
+
+    def restore(self, path: str) -> None:
+        """Continue from a state file: iteration, multistep counter, momentum history, RNG
+        states, layer states, and the weights of ``learned_net`` when it names a file."""
+        state = st.load_state(path)
+        if state.get("learned_net"):
+            weights = os.path.join(os.path.dirname(os.path.abspath(path)), state["learned_net"])
+            self.net.copy_from(weights)
+        self.iter = int(state["iter"])
+        self.current_step = int(state["current_step"])
+        device = self.net.device
+        self.history = {k: v.to(device) for k, v in state["history"].items()}
+        by_name = self.net.layer_dict
+        for name, layer_state in state["layers"].items():
+            if name not in by_name:
+                raise ValueError(f"{path}: holds the state of layer '{name}', which the net lacks")
+            by_name[name].set_state(st.from_safe(layer_state))
+        st.restore_rng(state["rng"])
+        self._timer = None
+
+
+def momentum_update(v: torch.Tensor, g: torch.Tensor, momentum: float, local_rate: float) -> torch.Tensor:
+    """Caffe's history update ``v = momentum * v + local_rate * g`` (caffe_cpu_axpby)."""
+    return v.mul_(momentum).add_(g, alpha=local_rate)

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Convert torchvision VGG16 ImageNet weights (a state dict .pth, keys features.N / classifier.N)
+into a .caffemodel with our VGG16 layer names (conv1_1..conv5_3, fc6, fc7, fc8), with the
+RGB->BGR swap and torchvision's x/255, (x - mean)/std input scaling folded into conv1_1 so that
+the nets take our usual input (BGR minus PIXEL_MEANS).
+
+    python tools/import_torchvision_vgg16.py vgg16-397923af.pth data/imagenet_models/VGG16.v2.caffemodel
+"""
+
+import argparse
+import sys
+
+from frcnn.caffe.torchvision_vgg16 import import_torchvision_vgg16
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="torchvision VGG16 state dict (.pth)")
+    parser.add_argument("dst", help="the .caffemodel to write")
+    parser.add_argument("--pixel-means", nargs=3, type=float, metavar=("B", "G", "R"), default=None,
+                        help="BGR means our input has subtracted (default: the config's PIXEL_MEANS)")
+    parser.add_argument("--features-only", action="store_true",
+                        help="accept a state dict without the classifier (fc6/fc7 then stay randomly initialised)")
+    args = parser.parse_args(argv)
+    try:
+        model = import_torchvision_vgg16(args.src, args.dst, args.pixel_means, not args.features_only)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"import_torchvision_vgg16.py: {e}", file=sys.stderr)
+        return 1
+    print(f"Wrote {args.dst} ({', '.join(layer.name for layer in model.layers)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
