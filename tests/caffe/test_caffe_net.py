@@ -288,3 +288,15 @@ def test_inputs_and_python_layer_tops_follow_the_net_device(py_module):
     out = net.forward(x=np.ones((1, 4, 2, 2)), blobs=["n"])
     assert net.device.type == "meta"
     assert out["c"].device.type == "meta" and out["n"].device.type == "meta"  # numpy top moved too
+
+
+def test_param_str_accepts_upstream_python_tuple_tag_only():
+    import pytest as _pytest
+    import yaml as _yaml
+
+    from frcnn.caffe.python_layer import parse_param_str
+
+    got = parse_param_str("'feat_stride': 16\n'scales': !!python/tuple [4, 8, 16, 32]")
+    assert got == {"feat_stride": 16, "scales": (4, 8, 16, 32)}
+    with _pytest.raises((ValueError, _yaml.YAMLError)):
+        parse_param_str("'x': !!python/object/apply:os.system ['true']")

@@ -16,12 +16,22 @@ import torch
 import yaml
 
 
+class _ParamLoader(yaml.SafeLoader):
+    """YAML's safe loader plus ``!!python/tuple`` (upstream's COCO prototxts write
+    ``'scales': !!python/tuple [4, 8, 16, 32]``); no other Python tags are honoured."""
+
+
+_ParamLoader.add_constructor(
+    "tag:yaml.org,2002:python/tuple", lambda loader, node: tuple(loader.construct_sequence(node))
+)
+
+
 def parse_param_str(param_str: str, where: str = "param_str") -> dict[str, Any]:
     """Parse a Python layer's ``param_str`` as upstream does (YAML, e.g. ``'num_classes': 21``)."""
     if not param_str or not param_str.strip():
         return {}
     try:
-        value = yaml.safe_load(param_str)
+        value = yaml.load(param_str, Loader=_ParamLoader)  # noqa: S506 (safe subclass)
     except yaml.YAMLError as e:
         raise ValueError(f"{where}: cannot parse param_str {param_str!r}: {e}") from None
     if value is None:

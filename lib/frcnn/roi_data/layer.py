@@ -86,6 +86,16 @@ class RoIDataLayer(PythonLayer):
             num_workers=int(t.get("PREFETCH_WORKERS", 2)),
         )
 
+    def top_shapes(self, bottom_shapes: list) -> list:
+        """Shapes known before the first batch (Caffe's setup reshape): the image blob has 3
+        channels, so the first convolution's weights can be made at build time."""
+        k = 4 * self.conf.num_classes
+        if self.conf.has_rpn:
+            return [(self.ims_per_batch, 3, None, None), (self.ims_per_batch, 3), (None, 5)]
+        return [(self.ims_per_batch, 3, None, None), (None, 5), (None,), (None, k), (None, k), (None, k)][
+            : len(self.top_names)
+        ]
+
     # ---------------------------------------------------------------- order
     def _shuffle_roidb_inds(self) -> None:
         """Randomly permute the training roidb."""
