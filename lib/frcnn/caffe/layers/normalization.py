@@ -74,21 +74,22 @@ class BatchNorm(Layer):
         self.materialize([(c,), (c,), (1,)], x.device)
         if self.blobs[0].shape[0] != c:
             raise self.error(f"bottom has {c} channels, the blobs {self.blobs[0].shape[0]}")
-        view = (1, c) + (1,) * (x.dim() - 2)
-        axes = [0] + list(range(2, x.dim()))
         if self.use_global_stats:  # Caffe: the flag (default: TEST phase) decides, not the mode
-            s = float(self.blobs[2].detach()[0])
-            factor = 0.0 if s == 0 else 1.0 / s
+            sf = self.blobs[2].detach()
+            factor = torch.where(sf == 0, torch.zeros_like(sf), 1.0 / sf)
             mean, var = self.blobs[0].detach() * factor, self.blobs[1].detach() * factor
-        else:
-            mean = x.mean(dim=axes)
-            var = ((x - mean.view(view)) ** 2).mean(dim=axes)
-            m = x.numel() // c
-            with torch.no_grad():
-                self.blobs[2].mul_(self.maf).add_(1.0)
-                self.blobs[0].mul_(self.maf).add_(mean.detach())
-                self.blobs[1].mul_(self.maf).add_(var.detach() * (m / (m - 1) if m > 1 else 1.0))
-        return ((x - mean.view(view)) / torch.sqrt(var.view(view) + self.eps),)
+            return (F.batch_norm(x, mean, var, None, None, False, 0.0, self.eps),)
+        # Batch statistics through the fused kernel. With momentum 1 the two buffers come back
+        # holding this batch's mean and its unbiased (m/(m-1)) variance, which is exactly what
+        # Caffe adds to its running sums.
+        batch_mean = torch.zeros(c, dtype=x.dtype, device=x.device)
+        batch_var = torch.ones(c, dtype=x.dtype, device=x.device)
+        y = F.batch_norm(x, batch_mean, batch_var, None, None, True, 1.0, self.eps)
+        with torch.no_grad():
+            self.blobs[2].mul_(self.maf).add_(1.0)
+            self.blobs[0].mul_(self.maf).add_(batch_mean.to(self.blobs[0].dtype))
+            self.blobs[1].mul_(self.maf).add_(batch_var.to(self.blobs[1].dtype))
+        return (y,)
 
 
 @register("Scale")
@@ -143,7 +144,6 @@ class Scale(Layer):
         if tuple(x.shape[a:a + scale.dim()]) != tuple(scale.shape):
             raise self.error(f"scale shape {tuple(scale.shape)} does not match bottom {tuple(x.shape)} at axis {a}")
         view = (1,) * a + tuple(scale.shape) + (1,) * (x.dim() - a - scale.dim())
-        y = x * scale.reshape(view)
         if self.bias_term:
-            y = y + self.blobs[-1].reshape(view)
-        return (y,)
+            return (torch.addcmul(self.blobs[-1].reshape(view), x, scale.reshape(view)),)
+        return (x * scale.reshape(view),)
