@@ -16,17 +16,26 @@ cnp.import_array()
 
 
 def cpu_nms(dets, double thresh):
-    """dets: (N, 5) array of x1, y1, x2, y2, score. Returns a list of kept indices."""
+    """dets: (N, 5) float32/float64 array of x1, y1, x2, y2, score.
+
+    Returns a list of kept indices (Python ints) in descending score order, as upstream.
+    """
     dets = np.asarray(dets)
-    if dets.ndim != 2 or dets.shape[1] < 5:
+    if dets.ndim != 2 or dets.shape[1] != 5:
         raise ValueError(f"cpu_nms: dets must be an (N, 5) array, got shape {dets.shape}")
+    if dets.dtype != np.float32 and dets.dtype != np.float64:
+        raise TypeError(f"cpu_nms: dets must be float32 or float64, got {dets.dtype}")
+    if not np.isfinite(thresh):
+        raise ValueError(f"cpu_nms: thresh must be finite, got {thresh}")
     if dets.shape[0] == 0:
         return []
-    cdef cnp.ndarray[cnp.float64_t, ndim=2] d = np.ascontiguousarray(dets[:, :5], dtype=np.float64)
+    # IoU in float64 whatever the input dtype (the arithmetic of csrc/nms/nms.h)
+    cdef cnp.ndarray[cnp.float64_t, ndim=2] d = np.ascontiguousarray(dets, dtype=np.float64)
     if not np.isfinite(d).all():
         raise ValueError("cpu_nms: dets contains NaN or inf")
-    # stable descending order: ties keep the lower index first
-    cdef cnp.ndarray[cnp.int64_t, ndim=1] order = np.argsort(-d[:, 4], kind="stable").astype(np.int64)
+    # stable descending order: ties keep the lower index first (+ 0.0: -0.0 and 0.0 tie)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] order = np.argsort(
+        -(d[:, 4] + 0.0), kind="stable").astype(np.int64)
     cdef Py_ssize_t n = d.shape[0]
     cdef cnp.ndarray[cnp.float64_t, ndim=1] areas = (d[:, 2] - d[:, 0] + 1) * (d[:, 3] - d[:, 1] + 1)
     cdef cnp.ndarray[cnp.uint8_t, ndim=1] suppressed = np.zeros(n, dtype=np.uint8)

@@ -1,0 +1,120 @@
+// RoI max pooling (Caffe's ROIPooling layer of caffe-fast-rcnn): CPU and CUDA entry points of
+// frcnn::roi_pool_forward / frcnn::roi_pool_backward, and the bin arithmetic both share.
+//
+// Per RoI (batch_index, x1, y1, x2, y2), in the input dtype T:
+//   start = round(x1 * scale) ... end = round(x2 * scale)      C round: half away from zero
+//   roi_w = max(end_w - start_w + 1, 1), roi_h likewise       malformed RoIs become 1 x 1
+//   bin_w = T(roi_w) / T(pooled_w), bin_h likewise
+//   bin (ph, pw): rows [floor(ph * bin_h), ceil((ph + 1) * bin_h)) + start_h, clamped to [0, H]
+//                 cols [floor(pw * bin_w), ceil((pw + 1) * bin_w)) + start_w, clamped to [0, W]
+//   empty bin -> output 0, argmax -1; otherwise the maximum, rows then columns, strict >
+//   (first maximum wins), argmax = h * W + w within the (batch, channel) plane.
+// Backward: each input location receives the sum of the output gradients whose argmax is it.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FRCNN_HOST_DEVICE __host__ __device__
+#else
+#define FRCNN_HOST_DEVICE
+#endif
+
+namespace frcnn {
+
+FRCNN_HOST_DEVICE inline float roi_round(float x) { return roundf(x); }
+FRCNN_HOST_DEVICE inline double roi_round(double x) { return round(x); }
+FRCNN_HOST_DEVICE inline float roi_floor(float x) { return floorf(x); }
+FRCNN_HOST_DEVICE inline double roi_floor(double x) { return floor(x); }
+FRCNN_HOST_DEVICE inline float roi_ceil(float x) { return ceilf(x); }
+FRCNN_HOST_DEVICE inline double roi_ceil(double x) { return ceil(x); }
+
+// Converts an already rounded coordinate to an integer without overflow: values beyond
+// +-2^40 pixels are clamped (no real feature map comes near them).
+template <typename T>
+FRCNN_HOST_DEVICE inline int64_t roi_to_int(T v) {
+  const T lim = static_cast<T>(1099511627776.0);  // 2^40
+  return static_cast<int64_t>(v > lim ? lim : (v < -lim ? -lim : v));
+}
+
+FRCNN_HOST_DEVICE inline int64_t roi_clamp(int64_t v, int64_t lo, int64_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// Problems a RoI row can have; 0 when it is valid.
+enum RoiProblem : int { kRoiOk = 0, kRoiNotFinite = 1, kRoiBatchIndex = 2 };
+
+template <typename T>
+FRCNN_HOST_DEVICE inline int roi_problem(const T* roi, int64_t batch_size) {
+  for (int k = 0; k < 5; ++k) {
+    if (!(roi[k] - roi[k] == T(0))) return kRoiNotFinite;  // false for NaN and +-inf only
+  }
+  const T b = roi[0];
+  if (b < T(0) || b >= static_cast<T>(batch_size) || roi_floor(b) != b) return kRoiBatchIndex;
+  return kRoiOk;
+}
+
+// The window [hstart, hend) x [wstart, wend) of bin (ph, pw) of one RoI, Caffe's arithmetic.
+struct RoiBin {
+  int64_t hstart, hend, wstart, wend;
+  FRCNN_HOST_DEVICE bool empty() const { return hend <= hstart || wend <= wstart; }
+};
+
+template <typename T>
+FRCNN_HOST_DEVICE inline RoiBin roi_pool_bin(const T* roi, T scale, int64_t ph, int64_t pw,
+                                             int64_t pooled_h, int64_t pooled_w, int64_t height,
+                                             int64_t width) {
+  const int64_t start_w = roi_to_int(roi_round(roi[1] * scale));
+  const int64_t start_h = roi_to_int(roi_round(roi[2] * scale));
+  const int64_t end_w = roi_to_int(roi_round(roi[3] * scale));
+  const int64_t end_h = roi_to_int(roi_round(roi[4] * scale));
+  const int64_t roi_w = end_w - start_w + 1 > 1 ? end_w - start_w + 1 : 1;
+  const int64_t roi_h = end_h - start_h + 1 > 1 ? end_h - start_h + 1 : 1;
+  const T bin_h = static_cast<T>(roi_h) / static_cast<T>(pooled_h);
+  const T bin_w = static_cast<T>(roi_w) / static_cast<T>(pooled_w);
+  RoiBin bin;
+  bin.hstart = roi_to_int(roi_floor(static_cast<T>(ph) * bin_h));
+  bin.wstart = roi_to_int(roi_floor(static_cast<T>(pw) * bin_w));
+  bin.hend = roi_to_int(roi_ceil(static_cast<T>(ph + 1) * bin_h));
+  bin.wend = roi_to_int(roi_ceil(static_cast<T>(pw + 1) * bin_w));
+  bin.hstart = roi_clamp(bin.hstart + start_h, 0, height);
+  bin.hend = roi_clamp(bin.hend + start_h, 0, height);
+  bin.wstart = roi_clamp(bin.wstart + start_w, 0, width);
+  bin.wend = roi_clamp(bin.wend + start_w, 0, width);
+  return bin;
+}
+
+// Shape / dtype / device checks shared by both devices; they throw naming the argument.
+void roi_pool_check_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                            int64_t pooled_h, int64_t pooled_w);
+void roi_pool_check_backward(const at::Tensor& grad, const at::Tensor& rois,
+                             const at::Tensor& argmax, int64_t batch_size, int64_t channels,
+                             int64_t height, int64_t width);
+// Throws for the first invalid RoI (NaN/inf coordinates, batch index outside [0, batch_size)
+// or not a whole number); `problem` is a RoiProblem, `row` the RoI's row (-1: unknown).
+void roi_pool_throw_problem(int problem, int64_t row, int64_t batch_size);
+
+// input (N, C, H, W), rois (R, 5) -> output (R, C, pooled_h, pooled_w), argmax (int32, same).
+std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input,
+                                                        const at::Tensor& rois,
+                                                        double spatial_scale, int64_t pooled_h,
+                                                        int64_t pooled_w);
+// grad (R, C, pooled_h, pooled_w) -> grad_input (batch_size, channels, height, width).
+at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
+                                 const at::Tensor& argmax, int64_t batch_size, int64_t channels,
+                                 int64_t height, int64_t width);
+
+#ifdef WITH_CUDA
+std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cuda(const at::Tensor& input,
+                                                         const at::Tensor& rois,
+                                                         double spatial_scale, int64_t pooled_h,
+                                                         int64_t pooled_w);
+at::Tensor roi_pool_backward_cuda(const at::Tensor& grad, const at::Tensor& rois,
+                                  const at::Tensor& argmax, int64_t batch_size, int64_t channels,
+                                  int64_t height, int64_t width);
+#endif
+
+}  // namespace frcnn
