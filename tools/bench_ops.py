@@ -19,6 +19,7 @@ import time
 from typing import Callable
 
 import torch
+
 from frcnn.ops import nms, roi_pool
 
 try:  # optional: only for the comparison column

@@ -32,6 +32,7 @@ from _prototxt_parts import (
     rpn_losses,
     trunk,
 )
+
 from frcnn.utils.io import atomic_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,8 @@ from __future__ import annotations
 import ast
 import copy
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from easydict import EasyDict
@@ -194,9 +195,7 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
             return value
     elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    elif isinstance(default, str) and isinstance(value, str):
-        return value
-    elif type(value) is type(default):
+    elif isinstance(default, str) and isinstance(value, str) or type(value) is type(default):
         return value
     raise ConfigError(
         f"{where}: {key}: expected {type(default).__name__} (like the default {default!r}), "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from frcnn.caffe import Net
 from frcnn.caffe.prototxt import parse
 

@@ -4,6 +4,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from frcnn.caffe.caffemodel import (
     BlobData,
     CaffeModel,

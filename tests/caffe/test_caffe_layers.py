@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from caffe_helpers import net_for, run
+
 from frcnn.caffe.prototxt import PrototxtError
 
 torch.manual_seed(0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from caffe_helpers import net_for
+
 from frcnn.caffe import TEST, TRAIN, Net
 from frcnn.caffe.caffemodel import BlobData, CaffeModel, LayerData, write_caffemodel
 from frcnn.caffe.layers.python import resolve_module

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from frcnn.caffe.netspec import net_layers
 from frcnn.caffe.prototxt import Enum, Message, PrototxtError, parse, parse_file, to_text, write_file
 

@@ -7,6 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+
 from frcnn.caffe import SGDSolver
 from frcnn.caffe.prototxt import PrototxtError, parse
 from frcnn.caffe.solver_param import read_solver

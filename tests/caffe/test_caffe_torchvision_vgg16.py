@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from frcnn.caffe import Net
 from frcnn.caffe.caffemodel import read_caffemodel
 from frcnn.caffe.prototxt import parse

@@ -5,6 +5,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+
 from frcnn.config import get_default_config
 
 

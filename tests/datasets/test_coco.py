@@ -4,6 +4,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+
 from frcnn.datasets.coco import COCODataset
 from frcnn.datasets.factory import get_imdb
 from frcnn.datasets.proposals import save_proposals
@@ -164,8 +165,9 @@ def test_bad_json_is_named(tmp_path):
 @pytest.mark.filterwarnings("ignore::frcnn.datasets.voc_xml.AnnotationWarning")
 @pytest.mark.parametrize("method", ["selective_search", "mcg"])
 def test_hosang_layout_proposals(tmp_path, method):
-    from frcnn.datasets.coco_proposals import box_file
     from matfile_writer import write_double_mat
+
+    from frcnn.datasets.coco_proposals import box_file
 
     path = _write_coco(str(tmp_path / "imgs"))
     props = str(tmp_path / "coco_proposals")

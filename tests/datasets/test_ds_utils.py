@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from frcnn.datasets import ds_utils
 
 

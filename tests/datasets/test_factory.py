@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from frcnn.datasets.factory import combined_roidb, get_imdb
 from frcnn.datasets.voc_xml import AnnotationWarning
 

@@ -3,6 +3,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+
 from frcnn.datasets.image_info import image_size
 
 

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+
 from frcnn.datasets.factory import get_imdb
 from frcnn.datasets.toy import TOY_CLASSES, make_toy_dataset, render_toy_image
 

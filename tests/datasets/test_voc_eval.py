@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+
 from frcnn.datasets.voc_eval import voc_ap, voc_eval
 
 

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+
 from frcnn.datasets import roidb_io
 from frcnn.datasets.factory import get_imdb, list_imdbs
 from frcnn.datasets.voc_xml import AnnotationWarning

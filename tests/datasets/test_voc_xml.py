@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from frcnn.datasets.voc_xml import AnnotationWarning, read_voc_xml, voc_gt_entry
 
 CLASSES = {"__background__": 0, "cat": 1, "dog": 2}

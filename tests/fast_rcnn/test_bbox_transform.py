@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from frcnn.fast_rcnn.bbox_transform import bbox_transform, bbox_transform_inv, clip_boxes
 from frcnn.utils.boxes import box_iou
 from frcnn.utils.cython_bbox import bbox_overlaps

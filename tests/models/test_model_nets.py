@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 import torch
-from frcnn.caffe import TEST, TRAIN, Net
 from test_models import NETS, ROOT, STAGE1_FROZEN, TRUNK, parts, rpn_conv_name
+
+from frcnn.caffe import TEST, TRAIN, Net
 
 C3 = (3, 3)
 

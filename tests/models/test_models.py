@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from frcnn.caffe.prototxt import parse_file
 from frcnn.caffe.python_layer import parse_param_str
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from frcnn.caffe import TRAIN, Net
 from frcnn.config import get_default_config
 

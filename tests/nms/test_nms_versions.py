@@ -7,10 +7,6 @@ degenerate boxes and 20,000 boxes, for float32 and float64 input.
 import numpy as np
 import pytest
 import torch
-from frcnn.fast_rcnn.nms_wrapper import nms as wrapper_nms
-from frcnn.nms.cpu_nms import cpu_nms
-from frcnn.nms.py_cpu_nms import py_cpu_nms
-from frcnn.ops import nms as ops_nms
 from nms_reference import (
     degenerate_dets,
     integer_dets,
@@ -19,6 +15,11 @@ from nms_reference import (
     reference_nms,
     threshold_dets,
 )
+
+from frcnn.fast_rcnn.nms_wrapper import nms as wrapper_nms
+from frcnn.nms.cpu_nms import cpu_nms
+from frcnn.nms.py_cpu_nms import py_cpu_nms
+from frcnn.ops import nms as ops_nms
 
 
 def all_versions(dets: np.ndarray, thresh: float) -> dict:

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from frcnn.fast_rcnn.nms_wrapper import nms
 from nms_reference import random_dets, reference_nms
+
+from frcnn.fast_rcnn.nms_wrapper import nms
 
 
 def test_numpy_in_numpy_out():

@@ -7,6 +7,7 @@ checked against the NumPy reference py_cpu_nms (itself held to the plain loops t
 import numpy as np
 import pytest
 import torch
+
 from frcnn.nms.py_cpu_nms import py_cpu_nms
 from frcnn.ops import nms
 

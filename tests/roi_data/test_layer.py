@@ -3,6 +3,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+
 from frcnn.config import get_default_config
 from frcnn.roi_data.layer import RoIDataLayer
 from frcnn.roi_data.minibatch import MinibatchConfig

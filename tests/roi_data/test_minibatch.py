@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from frcnn.config import get_default_config
 from frcnn.roi_data.minibatch import MinibatchConfig, get_minibatch, plan_minibatch
 from frcnn.roi_data.roidb import compute_bbox_regression_targets

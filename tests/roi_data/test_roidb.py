@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from frcnn.config import get_default_config
 from frcnn.datasets.imdb import imdb
 from frcnn.roi_data.roidb import (

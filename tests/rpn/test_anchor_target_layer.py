@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 from frcnn.config import get_default_config
 from frcnn.rpn.anchor_target_layer import AnchorTargetLayer
 from frcnn.rpn.generate_anchors import generate_anchors

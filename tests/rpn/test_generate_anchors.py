@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
 
 NINE = [

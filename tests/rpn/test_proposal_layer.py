@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from frcnn.config import get_default_config
 from frcnn.rpn import proposal_layer
 from frcnn.rpn.generate_anchors import generate_anchors

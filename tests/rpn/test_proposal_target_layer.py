@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from frcnn.config import get_default_config
 from frcnn.fast_rcnn.bbox_transform import bbox_transform_inv
 from frcnn.rpn.proposal_target_layer import ProposalTargetLayer

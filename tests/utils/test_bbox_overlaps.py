@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from frcnn.utils.cython_bbox import bbox_overlaps
 
 

@@ -1,6 +1,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from frcnn.utils.blob import im_list_to_blob, im_scale_for, prep_im_for_blob, read_image
 
 MEANS = np.array([[[102.9801, 115.9465, 122.7717]]])

@@ -31,7 +31,7 @@ def parse_param_str(param_str: str, where: str = "param_str") -> dict[str, Any]:
     if not param_str or not param_str.strip():
         return {}
     try:
-        value = yaml.load(param_str, Loader=_ParamLoader)  # noqa: S506 (safe subclass)
+        value = yaml.load(param_str, Loader=_ParamLoader)
     except yaml.YAMLError as e:
         raise ValueError(f"{where}: cannot parse param_str {param_str!r}: {e}") from None
     if value is None:
