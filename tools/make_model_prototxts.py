@@ -15,6 +15,7 @@ The small CPU net is defined in one place, `SMALL` below; models/README.md says 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -91,8 +92,24 @@ ALL_METHODS = ("faster_rcnn_alt_opt", "faster_rcnn_end2end", "fast_rcnn")
 # (dataset, net, methods, num_classes, anchor scales); COCO: 81 classes, 12 anchors
 MATRIX = [("pascal_voc", net, ALL_METHODS, 21, (8, 16, 32)) for net in (ZF, VGG16, VGG_CNN_M_1024, SMALL)]
 MATRIX += [("coco", net, ALL_METHODS[1:], 81, (4, 8, 16, 32)) for net in (VGG16, VGG_CNN_M_1024)]
+# BCCD blood cells (ours; experiments/cfgs/bccd.yml): 3 classes + background. At the native 480 px the
+# cells measure about 30-55 px (platelets), 85-120 px (red cells) and 120-240 px (white cells), below
+# or between the default anchors of 128, 256 and 512 px; anchors of 32-256 px in steps of about
+# sqrt(2) give every cell an anchor of IoU >= 0.7. The end2end step (lr / 10) comes at 3/4 of the
+# CPU schedule of experiments/cfgs/bccd.yml, ITERS=5000 (--iters comes from the script).
+BCCD_SCALES = (2, 2.83, 4, 5.66, 8, 11.31, 16)
+SMALL_BCCD = dataclasses.replace(SMALL, steps=(1500, 1000, 3750, 2000))
+MATRIX += [("bccd", SMALL_BCCD, ("faster_rcnn_end2end",), 4, BCCD_SCALES)]
+# The embedded toy set (ours; experiments/cfgs/toy.yml): 5 shape classes + background. Its objects
+# measure 20-90 px in images of about 200 x 160, i.e. 27-150 px at the toy's training scale, mostly
+# below the smallest default anchor (128 px): a 40 px box has IoU 0.1 with it, so the RPN would only
+# get the per-gt "best anchor" positives. Anchors of 32, 64, 128 and 256 px cover the range.
+# Its end2end solver fits the 3000-iteration CPU quick start (experiments/scripts): base_lr 0.02
+# and the step at 2400 (measured: docs/benchmarks.md).
+SMALL_TOY = dataclasses.replace(SMALL, base_lr=0.02, steps=(1500, 1000, 2400, 2000))
+MATRIX += [("toy", SMALL_TOY, ("faster_rcnn_end2end", "faster_rcnn_alt_opt"), 6, (2, 4, 8, 16))]
 COCO_STEPS = {"faster_rcnn_end2end": 350000, "fast_rcnn": 200000}
-DATASETS = {"pascal_voc": "PASCAL VOC", "coco": "COCO"}
+DATASETS = {"pascal_voc": "PASCAL VOC", "coco": "COCO", "bccd": "BCCD", "toy": "the toy set"}
 GENERATED = "# Written by tools/make_model_prototxts.py (edit that script to change the shipped file)."
 
 

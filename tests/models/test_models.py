@@ -53,7 +53,10 @@ def rpn_conv_name(net: str, method: str) -> str:
 def test_file_set_is_the_originals():
     found = sorted(os.path.relpath(os.path.join(d, f), ROOT).replace(os.sep, "/")
                    for d, _, files in os.walk(os.path.join(ROOT, "models")) for f in files if f.endswith(".prototxt"))
-    assert found == EXPECTED
+    bccd = [f"models/bccd/SMALL/faster_rcnn_end2end/{s}.prototxt" for s in SIMPLE]  # tests/models/test_bccd_models.py
+    toy = [f"models/toy/SMALL/faster_rcnn_end2end/{s}.prototxt" for s in SIMPLE]
+    toy += [f"models/toy/SMALL/faster_rcnn_alt_opt/{s}.prototxt" for s in ALT_OPT]
+    assert found == sorted(EXPECTED + bccd + toy)
     assert len(EXPECTED) == 76
 
 
@@ -106,7 +109,7 @@ def test_net_layers(path):
             dp = lp.get_msg("dropout_param")
             assert dp.get_float("dropout_ratio") == 0.5
             assert dp.get_bool("scale_train", True) == (net != "ZF")
-        expect_drop = not (net == "VGG16" and stem == "faster_rcnn_test")
+        expect_drop = not (net == "VGG16" and stem == "faster_rcnn_test") and net != "SMALL"  # SMALL: none
         assert sorted(lp.get_str("name") for lp in drops) == (["drop6", "drop7"] if expect_drop else [])
     if stem.endswith("rpn_train"):  # frozen fc6/fc7 fed by noise of the RoI pooling output's size
         pooled = {"VGG16": 512 * 49, "ZF": 256 * 36, "VGG_CNN_M_1024": 512 * 36, "SMALL": 256 * 36}[net]
@@ -164,7 +167,7 @@ def test_frozen_layers(path):
             assert all("decay_mult" not in s for s in specs)  # biases are weight-decayed too
         if kind == "BatchNorm":
             use_global = lp.get_msg("batch_norm_param").get_bool("use_global_stats")
-            assert use_global == (stem.startswith("stage2") or "test" in stem)
+            assert use_global is False  # per-image statistics in every phase (_prototxt_parts.trunk)
             assert all(s.get_float("lr_mult") == 0 for s in specs) and len(specs) in (0, 3)
 
 
@@ -244,3 +247,17 @@ def test_solver(path):
     assert s.get_str("lr_policy") == "step" and s.get_float("gamma") == 0.1
     assert (s.get_float("momentum"), s.get_float("weight_decay")) == (0.9, 0.0005)
     assert (s.get_int("display"), s.get_int("average_loss"), s.get_int("snapshot")) == (20, 100, 0)
+
+
+def test_toy_nets_use_small_anchors_and_six_classes():
+    from frcnn.caffe.prototxt import parse_file
+    from frcnn.caffe.python_layer import parse_param_str
+
+    for method, files in (("faster_rcnn_end2end", ["train", "test"]), ("faster_rcnn_alt_opt", ["stage1_rpn_train", "rpn_test"])):
+        for f in files:
+            net = parse_file(os.path.join(ROOT, "models", "toy", "SMALL", method, f + ".prototxt"))
+            pys = [lay for lay in net.get_msgs("layer") if lay.get("type") == "Python"]
+            scales = [parse_param_str(lay.get_msg("python_param").get("param_str")).get("scales") for lay in pys]
+            assert [2, 4, 8, 16] in scales, (method, f, scales)
+            score = [lay for lay in net.get_msgs("layer") if lay.get("name") == "rpn_cls_score"][0]
+            assert score.get_msg("convolution_param").get_int("num_output") == 2 * 12

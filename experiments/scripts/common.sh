@@ -1,0 +1,109 @@
+# Shared by the experiment scripts (sourced, not run): argument checks, dataset names,
+# logging. Each script sets METHOD before sourcing this file.
+#
+# Datasets:
+#   pascal_voc       voc_2007_trainval / voc_2007_test          (models/pascal_voc)
+#   pascal_voc_0712  voc_2007_trainval+voc_2012_trainval / voc_2007_test
+#   coco             coco_2014_train / coco_2014_minival         (models/coco)
+#   toy              toy_trainval / toy_test, made first by tools/make_toy_dataset.py if missing
+#   <name>           a VOC-format set under data/<name>: <name>_trainval (or <name>_train) / <name>_test
+# A set whose name has a config experiments/cfgs/<name>.yml gets it after the method's config.
+# ITERS=<n> (environment) overrides the number of training iterations.
+
+usage() {
+  cat >&2 <<USAGE
+Usage: $0 GPU_ID NET DATASET [--set KEY VALUE ...]
+  GPU_ID   a GPU number (0, 1, ...) or cpu
+  NET      ZF, VGG_CNN_M_1024, VGG16, or SMALL (a small net for CPU runs)
+  DATASET  pascal_voc, pascal_voc_0712, coco, toy, or a VOC-format set under data/ (e.g. bccd)
+Example:
+  $0 0 VGG16 pascal_voc --set EXP_DIR foobar RNG_SEED 42
+  $0 cpu SMALL toy
+USAGE
+  exit 1
+}
+
+die() { echo "$0: $*" >&2; exit 1; }
+
+parse_common_args() {
+  [ "$#" -ge 3 ] || usage
+  GPU_ID="$1"
+  NET="$2"
+  DATASET="$3"
+  if ! [[ "$GPU_ID" =~ ^([0-9]+|cpu)$ ]]; then
+    die "GPU_ID must be a GPU number or 'cpu', got '$GPU_ID'"
+  fi
+  case "$NET" in
+    ZF|VGG_CNN_M_1024|VGG16|SMALL) ;;
+    *) die "NET must be ZF, VGG_CNN_M_1024, VGG16 or SMALL, got '$NET'" ;;
+  esac
+  NET_LC=$(echo "$NET" | tr '[:upper:]' '[:lower:]')
+}
+
+# resolve_dataset DATASET: sets TRAIN_IMDB, TEST_IMDB, PT_DIR (models/<PT_DIR>/<NET>), DATA_CFG,
+# and ITERS from the per-method defaults given as arguments 2.. (pascal_voc coco toy other).
+resolve_dataset() {
+  local it_voc="$2" it_coco="$3" it_toy="$4" it_other="$5"
+  PT_DIR="pascal_voc"
+  DATA_CFG=""
+  case "$1" in
+    pascal_voc)
+      TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"; ITERS_DEFAULT="$it_voc" ;;
+    pascal_voc_0712)
+      TRAIN_IMDB="voc_2007_trainval+voc_2012_trainval"; TEST_IMDB="voc_2007_test"; ITERS_DEFAULT="$it_voc" ;;
+    coco)
+      TRAIN_IMDB="coco_2014_train"; TEST_IMDB="coco_2014_minival"; PT_DIR="coco"; ITERS_DEFAULT="$it_coco" ;;
+    toy)
+      if [ ! -f "data/toy/ImageSets/Main/test.txt" ]; then
+        echo "Making the toy dataset (data/toy)"
+        "$PYTHON" tools/make_toy_dataset.py
+      fi
+      TRAIN_IMDB="toy_trainval"; TEST_IMDB="toy_test"; ITERS_DEFAULT="$it_toy" ;;
+    *)
+      [[ "$1" =~ ^[A-Za-z0-9_.-]+$ ]] || die "DATASET '$1' is not a plain name"
+      [ -d "data/$1" ] || die "unknown DATASET '$1': not pascal_voc, pascal_voc_0712, coco, toy, or a folder data/$1"
+      local sets="data/$1/ImageSets/Main"
+      if [ -f "$sets/trainval.txt" ]; then TRAIN_IMDB="${1}_trainval"
+      elif [ -f "$sets/train.txt" ]; then TRAIN_IMDB="${1}_train"
+      else die "data/$1 has neither ImageSets/Main/trainval.txt nor train.txt"; fi
+      [ -f "$sets/test.txt" ] || die "data/$1 has no ImageSets/Main/test.txt"
+      TEST_IMDB="${1}_test"; ITERS_DEFAULT="$it_other" ;;
+  esac
+  # a set with its own models (e.g. models/toy/SMALL/<method>: its classes and anchors) uses them;
+  # otherwise the PASCAL VOC nets, adapted to the set's classes by the tools
+  if [ -d "models/$1/$NET/$METHOD" ]; then
+    PT_DIR="$1"
+  fi
+  if [ -f "experiments/cfgs/$1.yml" ]; then
+    DATA_CFG="experiments/cfgs/$1.yml"
+  fi
+  ITERS="${ITERS:-$ITERS_DEFAULT}"
+}
+
+# start_log NAME: tee everything from here on into experiments/logs/NAME_<args>.txt.<date>
+start_log() {
+  local slug
+  slug=$(printf '%s' "${EXTRA_ARGS[*]:-}" | tr ' /' '__')
+  mkdir -p experiments/logs
+  LOG="experiments/logs/${1}_${NET}_${slug}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
+  exec > >(tee -a "$LOG") 2>&1
+  echo "Logging output to $LOG"
+}
+
+# ImageNet weights when present, else from scratch (said in the log)
+pick_weights() {
+  WEIGHTS_ARGS=()
+  local w="data/imagenet_models/${NET}.v2.caffemodel"
+  if [ -f "$w" ]; then
+    WEIGHTS_ARGS=(--weights "$w")
+    echo "Initialising from ImageNet weights $w"
+  else
+    echo "No $w: training from scratch (random initialisation)"
+  fi
+}
+
+cfg_args() {  # the method's cfg, then the dataset's
+  CFG_ARGS=()
+  if [ -n "${1:-}" ]; then CFG_ARGS+=(--cfg "$1"); fi
+  if [ -n "$DATA_CFG" ]; then CFG_ARGS+=(--cfg "$DATA_CFG"); fi
+}

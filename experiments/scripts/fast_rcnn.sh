@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Fast R-CNN from precomputed proposals, then test (upstream runs it on its default config).
+# Usage:
+#   ./experiments/scripts/fast_rcnn.sh GPU_ID NET DATASET [--set KEY VALUE ...]
+# pascal_voc and coco use selective-search proposals (data/selective_search_data, as upstream).
+# Other sets use RPN proposal files made by tools/rpn_generate.py, given in the environment:
+#   TRAIN_PROPOSALS=<train .npz> TEST_PROPOSALS=<test .npz> ./experiments/scripts/fast_rcnn.sh cpu SMALL toy
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONUNBUFFERED=1
+PYTHON="${PYTHON:-python}"
+METHOD=fast_rcnn
+source experiments/scripts/common.sh
+
+parse_common_args "$@"
+shift 3
+EXTRA_ARGS=("$@")
+# iterations: pascal_voc 40000, coco 280000 (upstream)
+resolve_dataset "$DATASET" 40000 280000 1000 10000
+PROPOSAL_TRAIN_ARGS=()
+PROPOSAL_TEST_ARGS=()
+case "$DATASET" in
+  pascal_voc|pascal_voc_0712|coco) ;;
+  *)
+    [ -n "${TRAIN_PROPOSALS:-}" ] && [ -n "${TEST_PROPOSALS:-}" ] || \
+      die "DATASET '$DATASET' has no selective-search proposals: set TRAIN_PROPOSALS and TEST_PROPOSALS (.npz from tools/rpn_generate.py)"
+    PROPOSAL_TRAIN_ARGS=(--proposals "$TRAIN_PROPOSALS")
+    PROPOSAL_TEST_ARGS=(--proposals "$TEST_PROPOSALS")
+    ;;
+esac
+start_log "$METHOD"
+pick_weights
+cfg_args ""
+
+MODEL_DIR="models/${PT_DIR}/${NET}/${METHOD}"
+[ -f "$MODEL_DIR/solver.prototxt" ] || die "no $MODEL_DIR/solver.prototxt"
+FINAL_FILE=$(mktemp "${TMPDIR:-/tmp}/frcnn_final_model.XXXXXX")
+trap 'rm -f "$FINAL_FILE"' EXIT
+
+time "$PYTHON" tools/train_net.py --gpu "$GPU_ID" \
+  --solver "$MODEL_DIR/solver.prototxt" \
+  "${WEIGHTS_ARGS[@]}" \
+  --imdb "$TRAIN_IMDB" \
+  --iters "$ITERS" \
+  --final_model_file "$FINAL_FILE" \
+  "${PROPOSAL_TRAIN_ARGS[@]}" \
+  "${CFG_ARGS[@]}" \
+  "${EXTRA_ARGS[@]}"
+
+NET_FINAL=$(cat "$FINAL_FILE")
+echo "Final model: $NET_FINAL"
+
+time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
+  --def "$MODEL_DIR/test.prototxt" \
+  --net "$NET_FINAL" \
+  --imdb "$TEST_IMDB" \
+  "${PROPOSAL_TEST_ARGS[@]}" \
+  "${CFG_ARGS[@]}" \
+  "${EXTRA_ARGS[@]}"

@@ -1,0 +1,74 @@
+"""Generate RPN proposals over an imdb (upstream's ``lib/rpn/generate.py``).
+
+The net is an RPN-only test net (``rpn_test.prototxt``) whose proposal layer outputs
+``rois`` and ``scores``. Upstream's settings for proposal generation, which the caller
+puts into the config *before* building the net (the proposal layer reads them then):
+``TEST.RPN_PRE_NMS_TOP_N = -1`` (no cap) and ``TEST.RPN_POST_NMS_TOP_N = 2000``
+(:func:`proposal_generation_config`). Each image runs once, un-flipped, at
+``TEST.SCALES[0]`` / ``TEST.MAX_SIZE``; boxes are divided by the image scale (and clipped
+to the original image); scores are returned but not saved (as upstream).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from frcnn.config import copy_config
+from frcnn.fast_rcnn.bbox_transform import clip_boxes
+from frcnn.fast_rcnn.test import _net_device, _numpy, get_image_blob
+from frcnn.utils.blob import read_image
+from frcnn.utils.timer import Timer
+
+
+def proposal_generation_config(cfg: Any) -> Any:
+    """A copy of ``cfg`` with upstream's proposal-generation overrides."""
+    cfg = copy_config(cfg)
+    cfg.TEST.RPN_PRE_NMS_TOP_N = -1  # no pre-NMS filtering
+    cfg.TEST.RPN_POST_NMS_TOP_N = 2000  # limit top boxes after NMS to 2000
+    return cfg
+
+
+def im_proposals(net: Any, im: np.ndarray, cfg: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Proposals (R, 4) in original-image pixels, sorted by score, and their scores (R, 1)."""
+    data, im_scales = get_image_blob(im, (cfg.TEST.SCALES[0],), cfg.TEST.MAX_SIZE, cfg.PIXEL_MEANS)
+    im_info = np.array([[data.shape[2], data.shape[3], im_scales[0]]], dtype=np.float32)
+    device = _net_device(net)
+    with torch.no_grad():
+        out = net.forward(data=torch.from_numpy(data).to(device), im_info=torch.from_numpy(im_info).to(device))
+        rois = _numpy(out["rois"] if "rois" in out else net.blobs["rois"].data)
+        scores = _numpy(out["scores"] if "scores" in out else net.blobs["scores"].data)
+    boxes = rois[:, 1:5].astype(np.float32) / np.float32(im_scales[0])
+    # The proposal layer clips to the resized image, whose last pixel maps back to up to
+    # W - 1 + (1 - 1/scale); clip to the original image so that every box lies inside it
+    # (upstream kept e.g. x2 = W - 0.5, which flipping then turned into x1 = -0.5).
+    boxes = clip_boxes(boxes, im.shape)
+    return boxes, scores.reshape(-1, 1)
+
+
+def imdb_proposals(net: Any, imdb: Any, cfg: Any) -> list[np.ndarray]:
+    """Proposals for every image of ``imdb`` (which must not hold flipped entries)."""
+    num_images = len(imdb.image_index)
+    timer = Timer()
+    boxes_list = []
+    for i in range(num_images):
+        im = read_image(imdb.image_path_at(i))
+        timer.tic()
+        boxes, _scores = im_proposals(net, im, cfg)
+        timer.toc()
+        boxes_list.append(boxes)
+        if (i + 1) % 10 == 0 or i + 1 == num_images:
+            print(f"im_proposals: {i + 1:d}/{num_images:d} {timer.average_time:.3f}s", flush=True)
+    return boxes_list
+
+
+def save_imdb_proposals(path: str, boxes_list: list[np.ndarray], imdb: Any) -> str:
+    """Save with :func:`frcnn.datasets.proposals.save_proposals` (``.npz``); return the path."""
+    from frcnn.datasets.proposals import save_proposals
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_proposals(path, boxes_list, list(imdb.image_index))
+    return path

@@ -1,0 +1,80 @@
+"""Usage errors of the experiment scripts and the tools (no training is started)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SCRIPTS = ["faster_rcnn_end2end.sh", "faster_rcnn_alt_opt.sh", "fast_rcnn.sh"]
+
+
+def run_script(name, *args):
+    env = dict(os.environ, PYTHON=sys.executable)
+    return subprocess.run(
+        ["bash", os.path.join(ROOT, "experiments", "scripts", name), *args],
+        check=False, capture_output=True, text=True, env=env, timeout=60,
+    )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_no_arguments_prints_usage(script):
+    r = run_script(script)
+    assert r.returncode == 1
+    assert "Usage:" in r.stderr and "GPU_ID NET DATASET" in r.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("gpu0", "ZF", "pascal_voc"), "GPU_ID must be a GPU number or 'cpu'"),
+        (("cpu", "ResNet", "pascal_voc"), "NET must be ZF, VGG_CNN_M_1024, VGG16 or SMALL"),
+        (("0", "ZF", "no_such_set"), "unknown DATASET 'no_such_set'"),
+        (("0", "ZF", "../etc"), "not a plain name"),
+    ],
+)
+def test_bad_arguments_are_named(script, args, message):
+    r = run_script(script, *args)
+    assert r.returncode != 0
+    assert message in r.stderr
+    logs = os.path.join(ROOT, "experiments", "logs")
+    assert not any("no_such" in n for n in (os.listdir(logs) if os.path.isdir(logs) else []))  # no log started
+
+
+def test_alt_opt_refuses_coco():
+    r = run_script("faster_rcnn_alt_opt.sh", "0", "VGG16", "coco")
+    assert r.returncode != 0 and "not implemented" in r.stderr
+
+
+@pytest.mark.parametrize("tool", ["train_net.py", "test_net.py", "train_faster_rcnn_alt_opt.py", "rpn_generate.py"])
+def test_tools_without_arguments_print_help_and_exit_1(tool):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool)], check=False, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1
+    assert "usage:" in r.stdout and "--gpu" in r.stdout and "--cfg" in r.stdout
+
+
+def test_gpu_flag_accepts_numbers_and_cpu():
+    import argparse
+
+    from frcnn.cli import gpu_id
+
+    assert gpu_id("0") == 0 and gpu_id("3") == 3 and gpu_id("cpu") == -1 and gpu_id("CPU") == -1
+    with pytest.raises(argparse.ArgumentTypeError, match="--gpu"):
+        gpu_id("gpu1")
+
+
+def test_config_from_args_merges_several_cfg_files_in_order(tmp_path):
+    import argparse
+
+    from frcnn.cli import config_from_args
+
+    a, b = tmp_path / "a.yml", tmp_path / "b.yml"
+    a.write_text("EXP_DIR: a\nTRAIN:\n  SCALES: [300]\n")
+    b.write_text("TRAIN:\n  SCALES: [200, 250]\n")
+    args = argparse.Namespace(cfg_file=[str(a), str(b)], set_cfgs=["RNG_SEED", "7"], gpu_id=0, cpu_mode=True)
+    cfg = config_from_args(args, show=False)
+    assert cfg.EXP_DIR == "a" and tuple(cfg.TRAIN.SCALES) == (200, 250) and cfg.RNG_SEED == 7
+    assert cfg.GPU_ID == -1 and cfg.USE_GPU_NMS is False

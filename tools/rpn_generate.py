@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Generate RPN proposals for an image database (upstream's tools/rpn_generate.py).
+
+Writes output/<EXP_DIR>/<imdb>/<net>/<net>_rpn_proposals.npz (frcnn.datasets.proposals format).
+"""
+
+import argparse
+import os
+import sys
+
+from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, str2bool, wait_for_file
+from frcnn.config import device_from_config, get_output_dir
+from frcnn.rpn.generate import imdb_proposals, proposal_generation_config, save_imdb_proposals
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Generate RPN proposals")
+    add_device_args(parser)
+    parser.add_argument("--def", dest="prototxt", help="prototxt file defining the network", default=None, type=str)
+    parser.add_argument("--net", dest="caffemodel", help="model to test", default=None, type=str)
+    parser.add_argument("--wait", dest="wait", help="wait until the model file exists (True/False)",
+                        default=True, type=str2bool)
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to run on", default="voc_2007_test", type=str)
+    add_cfg_args(parser)
+    return parse_or_help(parser, argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    print("Called with args:")
+    print(args)
+    if args.prototxt is None or args.caffemodel is None:
+        print("rpn_generate.py: --def and --net are required", file=sys.stderr)
+        return 2
+    # RPN test settings for proposal generation: no pre-NMS cap, 2000 kept
+    cfg = proposal_generation_config(config_from_args(args))
+    wait_for_file(args.caffemodel, args.wait)
+
+    from frcnn.caffe import TEST, Net
+    from frcnn.datasets.factory import get_imdb
+
+    net = Net(args.prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
+    net_name = os.path.splitext(os.path.basename(args.caffemodel))[0]
+    imdb = get_imdb(args.imdb_name, cfg)
+    output_dir = get_output_dir(cfg, imdb.name, net_name)
+    boxes = imdb_proposals(net, imdb, cfg)
+    path = save_imdb_proposals(os.path.join(output_dir, net_name + "_rpn_proposals.npz"), boxes, imdb)
+    print(f"Wrote RPN proposals to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

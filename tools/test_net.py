@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Test a Fast R-CNN / Faster R-CNN network on an image database (upstream's tools/test_net.py)."""
+
+import argparse
+import os
+import sys
+
+from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, str2bool, wait_for_file
+from frcnn.config import device_from_config, get_output_dir
+from frcnn.fast_rcnn.adapt_models import ensure_net_classes
+from frcnn.fast_rcnn.test import test_net
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Test a Fast R-CNN network")
+    add_device_args(parser)
+    parser.add_argument("--def", dest="prototxt", help="prototxt file defining the network", default=None, type=str)
+    parser.add_argument("--net", dest="caffemodel", help="model to test", default=None, type=str)
+    parser.add_argument("--wait", dest="wait", help="wait until the model file exists (True/False)",
+                        default=True, type=str2bool)
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to test", default="voc_2007_test", type=str)
+    parser.add_argument("--comp", dest="comp_mode", help="competition mode", action="store_true")
+    parser.add_argument("--vis", dest="vis", help="save images with the detections drawn", action="store_true")
+    parser.add_argument("--num_dets", dest="max_per_image", help="max number of detections per image",
+                        default=100, type=int)
+    parser.add_argument("--proposals", default=None,
+                        help="proposal file (.npz) for a Fast R-CNN net (sets TEST.PROPOSAL_METHOD rpn)")
+    add_cfg_args(parser)
+    return parse_or_help(parser, argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    print("Called with args:")
+    print(args)
+    if args.prototxt is None or args.caffemodel is None:
+        print("test_net.py: --def and --net are required", file=sys.stderr)
+        return 2
+    cfg = config_from_args(args)
+    wait_for_file(args.caffemodel, args.wait)
+
+    from frcnn.caffe import TEST, Net
+    from frcnn.datasets.factory import get_imdb
+
+    imdb = get_imdb(args.imdb_name, cfg)
+    imdb.competition_mode(args.comp_mode)
+    if args.proposals is not None:
+        cfg.TEST.PROPOSAL_METHOD = "rpn"
+        imdb.config["rpn_file"] = args.proposals
+    if not cfg.TEST.HAS_RPN:
+        imdb.set_proposal_method(cfg.TEST.PROPOSAL_METHOD)
+    net_name = os.path.splitext(os.path.basename(args.caffemodel))[0]
+    output_dir = get_output_dir(cfg, imdb.name, net_name)
+    prototxt = ensure_net_classes(args.prototxt, imdb.num_classes, output_dir)
+    net = Net(prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
+    net.name = net_name
+    print(f"Testing {args.caffemodel} on {imdb.name}; output in {output_dir}")
+    test_net(net, imdb, cfg, output_dir, max_per_image=args.max_per_image, vis=args.vis)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

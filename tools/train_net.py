@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Train a Fast R-CNN or Faster R-CNN (end2end) network (upstream's tools/train_net.py).
+
+A run that was stopped continues from its last snapshot when the same command is run
+again (or with --resume); --fresh ignores earlier snapshots.
+"""
+
+import argparse
+import os
+import sys
+
+from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, write_path_file
+from frcnn.config import get_output_dir
+from frcnn.fast_rcnn.adapt_models import ensure_solver_classes
+from frcnn.fast_rcnn.train import TrainingDiverged, get_roidb, set_random_seeds, train_net
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train a Fast R-CNN network")
+    add_device_args(parser)
+    parser.add_argument("--solver", dest="solver", help="solver prototxt", default=None, type=str)
+    parser.add_argument("--iters", dest="max_iters", help="number of iterations to train", default=40000, type=int)
+    parser.add_argument("--weights", dest="pretrained_model", help="initialize with pretrained model weights",
+                        default=None, type=str)
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to train on ('a+b' joins several)",
+                        default="voc_2007_trainval", type=str)
+    parser.add_argument("--rand", dest="randomize", help="randomize (do not use a fixed seed)", action="store_true")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
+                        help="continue from the last snapshot of this run (the default when one exists); "
+                             "fail if there is none")
+    resume.add_argument("--fresh", action="store_true", help="ignore snapshots of an earlier run")
+    parser.add_argument("--proposals", default=None,
+                        help="proposal file (.npz, e.g. from rpn_generate.py) to train Fast R-CNN on "
+                             "(sets TRAIN.PROPOSAL_METHOD rpn)")
+    parser.add_argument("--final_model_file", default=None,
+                        help="write the final model's path into this file (for scripts)")
+    add_cfg_args(parser)
+    return parse_or_help(parser, argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    print("Called with args:")
+    print(args)
+    if args.solver is None:
+        print("train_net.py: --solver is required", file=sys.stderr)
+        return 2
+    cfg = config_from_args(args)
+    if not args.randomize:
+        # fix the random seeds (numpy and torch) for reproducibility
+        set_random_seeds(cfg.RNG_SEED)
+    if args.proposals is not None:
+        cfg.TRAIN.PROPOSAL_METHOD = "rpn"
+    roidb, imdb = get_roidb(args.imdb_name, cfg, rpn_file=args.proposals)
+    print(f"{len(roidb):d} roidb entries")
+    output_dir = get_output_dir(cfg, imdb.name)
+    print(f"Output will be saved to `{output_dir}`")
+    solver = ensure_solver_classes(args.solver, imdb.num_classes, os.path.join(output_dir, "models"), cfg.ROOT_DIR)
+    if args.pretrained_model is None:
+        print("No --weights given: training from scratch (random initialisation)")
+    try:
+        model_paths = train_net(solver, roidb, output_dir, cfg, pretrained_model=args.pretrained_model,
+                                max_iters=args.max_iters, resume=not args.fresh,
+                                require_resume=args.resume)
+    except TrainingDiverged as e:
+        print(f"Training stopped: {e}", file=sys.stderr)
+        return 3
+    write_path_file(args.final_model_file, model_paths[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
