@@ -10,6 +10,7 @@ was empty return tensors that carry no gradient.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -26,18 +27,34 @@ _ParamLoader.add_constructor(
 )
 
 
-def parse_param_str(param_str: str, where: str = "param_str") -> dict[str, Any]:
-    """Parse a Python layer's ``param_str`` as upstream does (YAML, e.g. ``'num_classes': 21``)."""
-    if not param_str or not param_str.strip():
-        return {}
-    try:
-        value = yaml.load(param_str, Loader=_ParamLoader)
-    except yaml.YAMLError as e:
-        raise ValueError(f"{where}: cannot parse param_str {param_str!r}: {e}") from None
+def parse_param_str(
+    param_str: str,
+    where: str = "param_str",
+    known: Iterable[str] | None = None,
+    required: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Parse a Python layer's ``param_str`` as upstream does (YAML, e.g. ``'num_classes': 21``).
+
+    ``known`` (if given) lists the keys the layer understands and ``required`` those it needs;
+    anything else is an error naming ``where``."""
+    value: Any = None
+    if param_str and param_str.strip():
+        try:
+            value = yaml.load(param_str, Loader=_ParamLoader)  # _ParamLoader is a SafeLoader
+        except yaml.YAMLError as e:
+            raise ValueError(f"{where}: cannot parse param_str {param_str!r}: {e}") from None
     if value is None:
-        return {}
+        value = {}
     if not isinstance(value, dict):
         raise ValueError(f"{where}: param_str must be a mapping, got {param_str!r}")  # noqa: TRY004 (bad file content)
+    if known is not None:
+        known = list(known)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {known}")
+    for key in required:
+        if key not in value:
+            raise ValueError(f"{where}: '{key}' is required, got {param_str!r}")
     return value
 
 

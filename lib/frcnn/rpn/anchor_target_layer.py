@@ -91,12 +91,7 @@ class AnchorTargetLayer(PythonLayer):
     def from_caffe(cls, param_str: str, phase: str, cfg) -> AnchorTargetLayer:
         """``param_str``: feat_stride (required), scales, ratios, allowed_border; cfg.TRAIN.RPN_* keys."""
         where = "AnchorTargetLayer param_str"
-        p = parse_param_str(param_str, where)
-        unknown = sorted(set(p) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {list(_PARAMS)}")
-        if "feat_stride" not in p:
-            raise ValueError(f"{where}: 'feat_stride' is required, got {param_str!r}")
+        p = parse_param_str(param_str, where, known=_PARAMS, required=("feat_stride",))
         if cfg is None:
             from frcnn.config import get_default_config
 

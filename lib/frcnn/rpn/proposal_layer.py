@@ -75,12 +75,7 @@ class ProposalLayer(PythonLayer):
     def from_caffe(cls, param_str: str, phase: str, cfg) -> ProposalLayer:
         """``param_str``: feat_stride (required), scales, ratios; ``cfg[phase].RPN_*`` keys."""
         where = "ProposalLayer param_str"
-        p = parse_param_str(param_str, where)
-        unknown = sorted(set(p) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {list(_PARAMS)}")
-        if "feat_stride" not in p:
-            raise ValueError(f"{where}: 'feat_stride' is required, got {param_str!r}")
+        p = parse_param_str(param_str, where, known=_PARAMS, required=("feat_stride",))
         key = str(phase).upper()
         if key not in ("TRAIN", "TEST"):
             raise ValueError(f"ProposalLayer: phase must be 'TRAIN' or 'TEST', got {phase!r}")

@@ -79,12 +79,7 @@ class ProposalTargetLayer(PythonLayer):
     def from_caffe(cls, param_str: str, phase: str, cfg) -> ProposalTargetLayer:
         """``param_str``: num_classes (required); cfg.TRAIN sampling and normalisation keys."""
         where = "ProposalTargetLayer param_str"
-        p = parse_param_str(param_str, where)
-        unknown = sorted(set(p) - {"num_classes"})
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known: ['num_classes']")
-        if "num_classes" not in p:
-            raise ValueError(f"{where}: 'num_classes' is required, got {param_str!r}")
+        p = parse_param_str(param_str, where, known=("num_classes",), required=("num_classes",))
         if cfg is None:
             from frcnn.config import get_default_config
 
