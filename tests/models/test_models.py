@@ -259,5 +259,5 @@ def test_toy_nets_use_small_anchors_and_six_classes():
             pys = [lay for lay in net.get_msgs("layer") if lay.get("type") == "Python"]
             scales = [parse_param_str(lay.get_msg("python_param").get("param_str")).get("scales") for lay in pys]
             assert [2, 4, 8, 16] in scales, (method, f, scales)
-            score = [lay for lay in net.get_msgs("layer") if lay.get("name") == "rpn_cls_score"][0]
+            score = next(lay for lay in net.get_msgs("layer") if lay.get("name") == "rpn_cls_score")
             assert score.get_msg("convolution_param").get_int("num_output") == 2 * 12

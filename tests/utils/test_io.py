@@ -23,9 +23,8 @@ def test_atomic_write_replaces_whole_file_with_umask_mode(tmp_path):
 def test_atomic_write_keeps_old_file_when_body_fails(tmp_path):
     path = tmp_path / "out.bin"
     path.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(str(path)) as f:
-            f.write(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_write(str(path)) as f:
+        f.write(b"half")
+        raise RuntimeError("boom")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
