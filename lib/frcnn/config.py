@@ -71,8 +71,10 @@ def get_default_config() -> EasyDict:
     # solver.prototxt specifies the snapshot path prefix, this adds an optional
     # infix to yield the path: <prefix>[_<infix>]_iter_<N>.caffemodel
     C.TRAIN.SNAPSHOT_INFIX = ""
-    # Load minibatches in background workers, ahead of the training step
-    C.TRAIN.USE_PREFETCH = False
+    # Load minibatches in background workers, ahead of the training step. Upstream's default
+    # was False (its prefetch process was experimental); ours gives the same minibatches either
+    # way (the order and every random draw are made in the main process), so it is on.
+    C.TRAIN.USE_PREFETCH = True
     # Number of background workers used when USE_PREFETCH is True
     C.TRAIN.PREFETCH_WORKERS = 2
     # Normalize the targets (subtract empirical mean, divide by empirical stddev)
