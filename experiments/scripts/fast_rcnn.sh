@@ -12,6 +12,9 @@ PYTHON="${PYTHON:-python}"
 METHOD=fast_rcnn
 source experiments/scripts/common.sh
 
+# The whole body is one function, read by bash before it runs: editing this file while a
+# run is under way cannot break that run.
+main() {
 parse_common_args "$@"
 shift 3
 EXTRA_ARGS=("$@")
@@ -57,3 +60,6 @@ time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
   "${PROPOSAL_TEST_ARGS[@]}" \
   "${CFG_ARGS[@]}" \
   "${EXTRA_ARGS[@]}"
+}
+
+main "$@"

@@ -15,6 +15,9 @@ PYTHON="${PYTHON:-python}"
 METHOD=faster_rcnn_alt_opt
 source experiments/scripts/common.sh
 
+# The whole body is one function, read by bash before it runs: editing this file while a
+# run is under way cannot break that run.
+main() {
 parse_common_args "$@"
 shift 3
 EXTRA_ARGS=("$@")
@@ -54,3 +57,6 @@ time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
   --imdb "$TEST_IMDB" \
   "${CFG_ARGS[@]}" \
   "${EXTRA_ARGS[@]}"
+}
+
+main "$@"

@@ -14,6 +14,9 @@ PYTHON="${PYTHON:-python}"
 METHOD=faster_rcnn_end2end
 source experiments/scripts/common.sh
 
+# The whole body is one function, read by bash before it runs: editing this file while a
+# run is under way cannot break that run.
+main() {
 parse_common_args "$@"
 shift 3
 EXTRA_ARGS=("$@")
@@ -49,3 +52,6 @@ time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
   --imdb "$TEST_IMDB" \
   "${CFG_ARGS[@]}" \
   "${EXTRA_ARGS[@]}"
+}
+
+main "$@"

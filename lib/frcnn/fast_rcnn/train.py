@@ -69,7 +69,9 @@ def run_fingerprint(solver_prototxt: str, cfg: Any, extra: str = "") -> str:
     h = hashlib.sha256()
     with open(solver_prototxt, "rb") as f:
         h.update(f.read())
-    train = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in cfg.TRAIN.items()}
+    # keys that change how fast a run goes or how often it saves, never its numbers
+    speed_only = ("USE_PREFETCH", "PREFETCH_WORKERS", "SNAPSHOT_ITERS")
+    train = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in cfg.TRAIN.items() if k not in speed_only}
     h.update(json.dumps(train, sort_keys=True, default=str).encode())
     h.update(json.dumps([cfg.RNG_SEED, np.asarray(cfg.PIXEL_MEANS).tolist()]).encode())
     h.update(extra.encode())
