@@ -77,18 +77,8 @@ void sweep(double ax1, double ay1, double ax2, double ay2, double aa, const BoxL
   const double* __restrict__ y2 = c.y2.data();
   const double* __restrict__ area = c.area.data();
   for (int64_t j = begin; j < end; ++j) {
-    const double bx1 = x1[j], by1 = y1[j], bx2 = x2[j], by2 = y2[j], ba = area[j];
-    const double xx1 = ax1 > bx1 ? ax1 : bx1;
-    const double yy1 = ay1 > by1 ? ay1 : by1;
-    const double xx2 = ax2 < bx2 ? ax2 : bx2;
-    const double yy2 = ay2 < by2 ? ay2 : by2;
-    const double dw = (xx2 - xx1) + 1.0;
-    const double dh = (yy2 - yy1) + 1.0;
-    const double w = dw > 0.0 ? dw : 0.0;
-    const double h = dh > 0.0 ? dh : 0.0;
-    const double inter = w * h;
-    const double uni = (aa + ba) - inter;
-    hit[j] = inter / uni > thr ? int64_t{1} : hit[j];
+    const bool above = nms_iou_above(ax1, ay1, ax2, ay2, aa, x1[j], y1[j], x2[j], y2[j], area[j], thr);
+    hit[j] = above ? int64_t{1} : hit[j];
   }
 }
 
