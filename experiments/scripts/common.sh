@@ -107,3 +107,19 @@ cfg_args() {  # the method's cfg, then the dataset's
   if [ -n "${1:-}" ]; then CFG_ARGS+=(--cfg "$1"); fi
   if [ -n "$DATA_CFG" ]; then CFG_ARGS+=(--cfg "$DATA_CFG"); fi
 }
+
+# test_final_model TEST_PROTOTXT [ARGS...]: read the path the training tool wrote into
+# $FINAL_FILE, print it as upstream's "Final model:" line, and test it on $TEST_IMDB with the
+# run's configs and extra arguments (ARGS go before them, e.g. --proposals FILE).
+test_final_model() {
+  local def="$1"; shift
+  NET_FINAL=$(cat "$FINAL_FILE")
+  echo "Final model: $NET_FINAL"
+  time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
+    --def "$def" \
+    --net "$NET_FINAL" \
+    --imdb "$TEST_IMDB" \
+    "$@" \
+    "${CFG_ARGS[@]}" \
+    "${EXTRA_ARGS[@]}"
+}

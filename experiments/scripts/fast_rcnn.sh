@@ -50,16 +50,7 @@ time "$PYTHON" tools/train_net.py --gpu "$GPU_ID" \
   "${CFG_ARGS[@]}" \
   "${EXTRA_ARGS[@]}"
 
-NET_FINAL=$(cat "$FINAL_FILE")
-echo "Final model: $NET_FINAL"
-
-time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
-  --def "$MODEL_DIR/test.prototxt" \
-  --net "$NET_FINAL" \
-  --imdb "$TEST_IMDB" \
-  "${PROPOSAL_TEST_ARGS[@]}" \
-  "${CFG_ARGS[@]}" \
-  "${EXTRA_ARGS[@]}"
+test_final_model "$MODEL_DIR/test.prototxt" "${PROPOSAL_TEST_ARGS[@]}"
 }
 
 main "$@"

@@ -48,15 +48,7 @@ time "$PYTHON" tools/train_faster_rcnn_alt_opt.py --gpu "$GPU_ID" \
   "${CFG_ARGS[@]}" \
   "${EXTRA_ARGS[@]}"
 
-NET_FINAL=$(cat "$FINAL_FILE")
-echo "Final model: $NET_FINAL"
-
-time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
-  --def "models/${PT_DIR}/${NET}/${METHOD}/faster_rcnn_test.prototxt" \
-  --net "$NET_FINAL" \
-  --imdb "$TEST_IMDB" \
-  "${CFG_ARGS[@]}" \
-  "${EXTRA_ARGS[@]}"
+test_final_model "models/${PT_DIR}/${NET}/${METHOD}/faster_rcnn_test.prototxt"
 }
 
 main "$@"
