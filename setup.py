@@ -1,7 +1,7 @@
 """Build and install the ``frcnn`` package (lib/frcnn) with its native parts.
 
 One ``get_extensions()`` builds:
-  * Cython: ``frcnn.utils.cython_bbox`` (IoU matrix) and ``frcnn.nms.cpu_nms``;
+  * Cython: ``frcnn.boxes.overlaps`` (the IoU matrix, upstream's ``cython_bbox``);
   * the torch extension ``frcnn._C`` from ``csrc/``: the C++ CPU kernels always, the CUDA
     kernels added when torch has CUDA and nvcc is found, or when FORCE_CUDA=1.
 
@@ -29,20 +29,14 @@ def _cuda_wanted(torch_mod, cuda_home) -> bool:
 
 
 def get_extensions():
-    # -ffp-contract=off: no fused multiply-add, so the IoU arithmetic of the NMS versions
-    # (NumPy, Cython, C++, CUDA) rounds identically on every CPU (see csrc/nms/nms.h)
+    # -ffp-contract=off: no fused multiply-add, so the IoU arithmetic rounds identically on
+    # every CPU (NMS: see csrc/nms/nms.h)
     extra_gcc = ["-O3", "-ffp-contract=off", "-Wno-cpp", "-Wno-unused-function"]
     exts = cythonize(
         [
             Extension(
-                "frcnn.utils.cython_bbox",
-                ["lib/frcnn/utils/bbox.pyx"],
-                include_dirs=[np.get_include()],
-                extra_compile_args=extra_gcc,
-            ),
-            Extension(
-                "frcnn.nms.cpu_nms",
-                ["lib/frcnn/nms/cpu_nms.pyx"],
+                "frcnn.boxes.overlaps",
+                ["lib/frcnn/boxes/overlaps.pyx"],
                 include_dirs=[np.get_include()],
                 extra_compile_args=extra_gcc,
             ),

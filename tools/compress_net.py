@@ -8,7 +8,7 @@ import os
 import sys
 
 from frcnn.caffe.prototxt import parse_file, write_file
-from frcnn.fast_rcnn.compress import compress_net, svd_net
+from frcnn.nets.compress import compress_net, svd_net
 
 
 def parse_args(argv=None):

@@ -16,7 +16,7 @@ import numpy as np
 
 from frcnn.cli import add_device_args, config_from_args
 from frcnn.config import device_from_config
-from frcnn.fast_rcnn.demo import CONF_THRESH, NMS_THRESH, VOC_CLASSES, demo_detections
+from frcnn.inference.demo import CONF_THRESH, NMS_THRESH, VOC_CLASSES, demo_detections
 from frcnn.utils.blob import read_image
 from frcnn.utils.draw import draw_detections
 
@@ -55,8 +55,8 @@ def main(argv=None) -> int:
 
         classes = tuple(get_imdb(args.imdb, cfg).classes)
 
+    from frcnn.boxes.nms import nms_dets as nms
     from frcnn.caffe import TEST, Net
-    from frcnn.fast_rcnn.nms_wrapper import nms
 
     net = Net(prototxt, caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     print(f"\n\nLoaded network {caffemodel}")

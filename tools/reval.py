@@ -6,8 +6,8 @@ import os
 import sys
 
 from frcnn.cli import add_cfg_args, config_from_args
-from frcnn.fast_rcnn.detections import load_detections
-from frcnn.fast_rcnn.test import apply_nms
+from frcnn.inference.detections import load_detections
+from frcnn.inference.test import apply_nms
 
 
 def parse_args(argv=None):

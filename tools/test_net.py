@@ -7,8 +7,8 @@ import sys
 
 from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, str2bool, wait_for_file
 from frcnn.config import device_from_config, get_output_dir
-from frcnn.fast_rcnn.adapt_models import ensure_net_classes
-from frcnn.fast_rcnn.test import test_net
+from frcnn.inference.test import test_net
+from frcnn.nets.adapt import ensure_net_classes
 
 
 def parse_args(argv=None):

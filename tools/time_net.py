@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Per-stage test-time of a Faster R-CNN net, like the paper's Table 5 (conv / proposal /
-region-wise ms per image); see frcnn.fast_rcnn.timing.
+region-wise ms per image); see frcnn.inference.timing.
 
     ./tools/time_net.py --gpu 0 --def models/pascal_voc/VGG16/faster_rcnn_alt_opt/faster_rcnn_test.prototxt \
         --net data/faster_rcnn_models/VGG16_faster_rcnn_final.caffemodel --imdb voc_2007_test --num 100
@@ -15,7 +15,7 @@ import numpy as np
 
 from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help
 from frcnn.config import device_from_config
-from frcnn.fast_rcnn.timing import STAGES, time_image
+from frcnn.inference.timing import STAGES, time_image
 from frcnn.utils.blob import read_image
 
 
@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     cfg = config_from_args(args, show=False)
     cfg.TEST.HAS_RPN = True
 
+    from frcnn.boxes.nms import nms_dets as nms
     from frcnn.caffe import TEST, Net
-    from frcnn.fast_rcnn.nms_wrapper import nms
 
     if args.imdb_name:
         from frcnn.datasets.factory import get_imdb

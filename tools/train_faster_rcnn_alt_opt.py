@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Train a Faster R-CNN network with 4-step alternating optimisation
-(upstream's tools/train_faster_rcnn_alt_opt.py; see frcnn.fast_rcnn.alt_opt).
+(upstream's tools/train_faster_rcnn_alt_opt.py; see frcnn.training.alt_opt).
 
 Rerunning the same command skips finished steps and resumes an unfinished one.
 """
@@ -11,9 +11,9 @@ import sys
 
 from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, write_path_file
 from frcnn.config import get_output_dir
-from frcnn.fast_rcnn.adapt_models import adapt_model_dir
-from frcnn.fast_rcnn.alt_opt import STAGE_ITERS, train_alt_opt
-from frcnn.fast_rcnn.train import TrainingDiverged
+from frcnn.nets.adapt import adapt_model_dir
+from frcnn.training.alt_opt import STAGE_ITERS, train_alt_opt
+from frcnn.training.train import TrainingDiverged
 
 
 def iters_list(value: str) -> list:

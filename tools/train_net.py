@@ -11,8 +11,8 @@ import sys
 
 from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, write_path_file
 from frcnn.config import get_output_dir
-from frcnn.fast_rcnn.adapt_models import ensure_solver_classes
-from frcnn.fast_rcnn.train import TrainingDiverged, get_roidb, set_random_seeds, train_net
+from frcnn.nets.adapt import ensure_solver_classes
+from frcnn.training.train import TrainingDiverged, get_roidb, set_random_seeds, train_net
 
 
 def parse_args(argv=None):

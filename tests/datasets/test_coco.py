@@ -165,9 +165,8 @@ def test_bad_json_is_named(tmp_path):
 @pytest.mark.filterwarnings("ignore::frcnn.datasets.voc_xml.AnnotationWarning")
 @pytest.mark.parametrize("method", ["selective_search", "mcg"])
 def test_hosang_layout_proposals(tmp_path, method):
-    from matfile_writer import write_double_mat
-
     from frcnn.datasets.coco_proposals import box_file
+    from tests.datasets.matfile_writer import write_double_mat
 
     path = _write_coco(str(tmp_path / "imgs"))
     props = str(tmp_path / "coco_proposals")

@@ -5,7 +5,6 @@ import zlib
 
 import numpy as np
 import pytest
-from matfile_writer import mat_elem, mat_header, mat_matrix
 
 from frcnn.datasets.mat5 import load_mat
 from frcnn.datasets.proposals import (
@@ -14,6 +13,7 @@ from frcnn.datasets.proposals import (
     load_selective_search_mat,
     save_proposals,
 )
+from tests.datasets.matfile_writer import mat_elem, mat_header, mat_matrix
 
 # Written by scipy.io.savemat(do_compression=True) (an independent writer) with
 # boxes = 1x3 cell {[11 21 31 41; 1 2 3 5], zeros(0, 4), single([5 6 50 60])},

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 import torch
-from test_models import NETS, ROOT, STAGE1_FROZEN, TRUNK, parts, rpn_conv_name
 
 from frcnn.caffe import TEST, TRAIN, Net
+from tests.models.test_models import NETS, ROOT, STAGE1_FROZEN, TRUNK, parts, rpn_conv_name
 
 C3 = (3, 3)
 

@@ -1,7 +1,7 @@
 """Every prototxt under models/: the file set, parsing, and the original's names and settings.
 
 The expectations are written out here from the reference (sections 1.5, 4.3, 4.7-4.9, 6), not
-taken from tools/make_model_prototxts.py, so a wrong generator cannot agree with itself.
+taken from tools/dev/make_model_prototxts.py, so a wrong generator cannot agree with itself.
 """
 
 import os
@@ -61,7 +61,7 @@ def test_file_set_is_the_originals():
 
 
 def test_files_equal_generator_output():
-    script = os.path.join(ROOT, "tools", "make_model_prototxts.py")
+    script = os.path.join(ROOT, "tools", "dev", "make_model_prototxts.py")
     r = subprocess.run([sys.executable, script, "--check"], check=False, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -1,6 +1,6 @@
 """frcnn.ops.nms (torch.ops.frcnn.nms): API, dtypes, devices and errors.
 
-Agreement of every NMS version with the plain-Python reference is in tests/nms; here the op is
+Agreement of every NMS version with the plain-Python reference is in tests/boxes; here the op is
 checked against the NumPy reference py_cpu_nms (itself held to the plain loops there).
 """
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from frcnn.nms.py_cpu_nms import py_cpu_nms
 from frcnn.ops import nms
+from tests.boxes.nms_reference import py_cpu_nms
 
 
 def make_dets(seed: int, n: int, dtype=torch.float32, clusters: int = 30) -> torch.Tensor:

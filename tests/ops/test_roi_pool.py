@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from roi_pool_reference import c_round, roi_pool_backward_reference, roi_pool_reference
 
 from frcnn.ops import RoIPool, roi_pool
+from tests.ops.roi_pool_reference import c_round, roi_pool_backward_reference, roi_pool_reference
 
 DTYPES = [torch.float32, torch.float64]
 

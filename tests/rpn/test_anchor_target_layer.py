@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from frcnn.boxes.overlaps import bbox_overlaps
 from frcnn.config import get_default_config
 from frcnn.rpn.anchor_target_layer import AnchorTargetLayer
 from frcnn.rpn.generate_anchors import generate_anchors
-from frcnn.utils.cython_bbox import bbox_overlaps
 
 # ------------------------------------------------------------------ NumPy reference (upstream, no sampling)
 

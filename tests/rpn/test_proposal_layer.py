@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from frcnn.boxes.iou import box_iou
 from frcnn.config import get_default_config
 from frcnn.rpn import proposal_layer
 from frcnn.rpn.generate_anchors import generate_anchors
 from frcnn.rpn.proposal_layer import ProposalLayer
-from frcnn.utils.boxes import box_iou
 
 
 def fallback_nms(boxes, scores, thresh):

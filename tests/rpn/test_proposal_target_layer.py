@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from frcnn.boxes.overlaps import bbox_overlaps
+from frcnn.boxes.transform import bbox_transform_inv
 from frcnn.config import get_default_config
-from frcnn.fast_rcnn.bbox_transform import bbox_transform_inv
 from frcnn.rpn.proposal_target_layer import ProposalTargetLayer
-from frcnn.utils.cython_bbox import bbox_overlaps
 
 STDS, MEANS = np.array([0.1, 0.1, 0.2, 0.2]), np.array([0.0, 0.0, 0.0, 0.0])
 

@@ -41,7 +41,7 @@ _AREA_RANGES = [
 
 
 def _overlaps(boxes: np.ndarray, query: np.ndarray) -> np.ndarray:
-    from frcnn.utils.cython_bbox import bbox_overlaps
+    from frcnn.boxes.overlaps import bbox_overlaps
 
     return bbox_overlaps(
         np.ascontiguousarray(boxes, dtype=np.float64), np.ascontiguousarray(query, dtype=np.float64)

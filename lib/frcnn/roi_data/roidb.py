@@ -48,8 +48,8 @@ def _compute_targets(
     rois: np.ndarray, overlaps: np.ndarray, labels: np.ndarray, bbox_thresh: float
 ) -> np.ndarray:
     """(R, 5) class + regression targets of each row w.r.t. its best-overlapping gt row."""
-    from frcnn.fast_rcnn.bbox_transform import bbox_transform
-    from frcnn.utils.cython_bbox import bbox_overlaps
+    from frcnn.boxes.overlaps import bbox_overlaps
+    from frcnn.boxes.transform import bbox_transform
 
     targets = np.zeros((rois.shape[0], 5), dtype=np.float32)
     # indices of ground-truth ROIs

@@ -33,10 +33,10 @@ from collections.abc import Sequence
 
 import torch
 
+from frcnn.boxes.iou import box_iou
+from frcnn.boxes.transform import bbox_transform
 from frcnn.caffe.python_layer import PythonLayer, parse_param_str
-from frcnn.fast_rcnn.bbox_transform import bbox_transform
 from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
-from frcnn.utils.boxes import box_iou
 
 _PARAMS = ("feat_stride", "scales", "ratios", "allowed_border")
 

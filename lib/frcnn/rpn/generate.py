@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from frcnn.boxes.transform import clip_boxes
 from frcnn.config import copy_config
-from frcnn.fast_rcnn.bbox_transform import clip_boxes
-from frcnn.fast_rcnn.test import _net_device, _numpy, get_image_blob
+from frcnn.inference.test import _net_device, _numpy, get_image_blob
 from frcnn.utils.blob import read_image
 from frcnn.utils.timer import Timer
 

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import torch
 
+from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
 from frcnn.caffe.python_layer import PythonLayer, parse_param_str
-from frcnn.fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
 
 _PARAMS = ("feat_stride", "scales", "ratios")

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 import torch
 
+from frcnn.boxes.iou import box_iou
+from frcnn.boxes.transform import bbox_transform
 from frcnn.caffe.python_layer import PythonLayer, parse_param_str
-from frcnn.fast_rcnn.bbox_transform import bbox_transform
-from frcnn.utils.boxes import box_iou
 
 
 def _sample(inds: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,0 +1,241 @@
+"""Test a Fast R-CNN / Faster R-CNN net on an imdb (upstream's ``lib/fast_rcnn/test.py``).
+
+``im_detect`` follows upstream step by step:
+
+1. image pyramid over ``TEST.SCALES`` (mean subtracted, then resized);
+2. Fast R-CNN path: proposals projected to the pyramid level whose scaled area is closest
+   to 224x224, duplicates (after rounding by ``DEDUP_BOXES``) run once;
+   RPN path: ``im_info = [[H, W, scale]]`` and the net's own ``rois`` divided by the scale;
+3. scores from ``cls_prob`` (``cls_score`` with ``TEST.SVM``);
+4. boxes decoded from ``bbox_pred`` (already un-normalised in the saved weights) and
+   clipped to the image, or the proposals repeated K times without ``TEST.BBOX_REG``.
+
+``test_net`` keeps, per class, detections scoring ``> thresh`` (0.05), applies NMS at
+``TEST.NMS``, limits each image to ``max_per_image`` detections (ties at the limit kept),
+saves ``detections.npz`` and evaluates through ``imdb.evaluate_detections``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
+from frcnn.inference.detections import empty_all_boxes, save_detections
+from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
+from frcnn.utils.timer import Timer
+
+DEDUP_WEIGHTS = np.array([1, 1e3, 1e6, 1e9, 1e12])
+
+
+def get_image_blob(im: np.ndarray, scales, max_size: int, pixel_means) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, H, W) float32 blob of the pyramid and the scale of each level."""
+    processed, im_scales = [], []
+    for target in scales:
+        im_resized, im_scale = prep_im_for_blob(im, pixel_means, target, max_size)
+        processed.append(im_resized)
+        im_scales.append(im_scale)
+    return im_list_to_blob(processed), np.array(im_scales)
+
+
+def project_im_rois(im_rois: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled RoIs and the pyramid level of each (the one whose area is closest to 224**2)."""
+    im_rois = im_rois.astype(np.float64, copy=False)
+    if len(scales) > 1:
+        widths = im_rois[:, 2] - im_rois[:, 0] + 1
+        heights = im_rois[:, 3] - im_rois[:, 1] + 1
+        areas = widths * heights
+        scaled_areas = areas[:, np.newaxis] * (scales[np.newaxis, :] ** 2)
+        levels = np.abs(scaled_areas - 224 * 224).argmin(axis=1)[:, np.newaxis]
+    else:
+        levels = np.zeros((im_rois.shape[0], 1), dtype=np.int64)
+    return im_rois * scales[levels], levels
+
+
+def get_rois_blob(im_rois: np.ndarray, im_scale_factors: np.ndarray) -> np.ndarray:
+    """(R, 5) ``[level, x1, y1, x2, y2]`` in pyramid coordinates."""
+    rois, levels = project_im_rois(im_rois, im_scale_factors)
+    return np.hstack((levels, rois)).astype(np.float32, copy=False)
+
+
+def _net_device(net: Any) -> torch.device:
+    dev = getattr(net, "device", None)
+    if dev is not None:
+        return torch.device(dev)
+    for p in net.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def im_detect(
+    net: Any,
+    im: np.ndarray,
+    boxes: np.ndarray | None = None,
+    cfg: Any = None,
+    timers: dict[str, Timer] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detect object classes in a BGR image.
+
+    Returns ``scores`` (R, K) and ``boxes`` (R, 4K) in original-image pixels. ``boxes`` are
+    the proposals (R, 4) for a Fast R-CNN net; None for a net with an RPN
+    (``cfg.TEST.HAS_RPN``). ``timers``, if given, gets ``preprocess``, ``forward`` and
+    ``postprocess`` entries.
+    """
+    if cfg is None:
+        from frcnn.config import get_default_config
+
+        cfg = get_default_config()
+    timers = timers if timers is not None else {}
+    for name in ("preprocess", "forward", "postprocess"):
+        timers.setdefault(name, Timer())
+    device = _net_device(net)
+    has_rpn = bool(cfg.TEST.HAS_RPN)
+    if not has_rpn and boxes is None:
+        raise ValueError("im_detect: a net without an RPN (TEST.HAS_RPN False) needs proposal boxes")
+
+    timers["preprocess"].tic()
+    data, im_scales = get_image_blob(im, cfg.TEST.SCALES, cfg.TEST.MAX_SIZE, cfg.PIXEL_MEANS)
+    inputs = {"data": data}
+    inv_index = None
+    if has_rpn:
+        if len(im_scales) != 1:
+            raise ValueError(f"im_detect: an RPN net tests at one scale, TEST.SCALES is {cfg.TEST.SCALES}")
+        inputs["im_info"] = np.array([[data.shape[2], data.shape[3], im_scales[0]]], dtype=np.float32)
+    else:
+        boxes = np.asarray(boxes)
+        rois = get_rois_blob(boxes, im_scales)
+        if cfg.DEDUP_BOXES > 0:
+            hashes = np.round(rois * cfg.DEDUP_BOXES).dot(DEDUP_WEIGHTS)
+            _, index, inv_index = np.unique(hashes, return_index=True, return_inverse=True)
+            rois, boxes = rois[index, :], boxes[index, :]
+        inputs["rois"] = rois
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in inputs.items()}
+    timers["preprocess"].toc()
+
+    timers["forward"].tic()
+    with torch.no_grad():
+        out = net.forward(**tensors)
+        scores_t = net.blobs["cls_score"].data if cfg.TEST.SVM else out["cls_prob"]
+        scores = _numpy(scores_t)  # copies to the host: the forward is finished here
+        deltas = _numpy(out["bbox_pred"]) if cfg.TEST.BBOX_REG else None
+        if has_rpn:
+            rois_out = _numpy(net.blobs["rois"].data)
+    timers["forward"].toc()
+
+    timers["postprocess"].tic()
+    if has_rpn:
+        boxes = rois_out[:, 1:5] / im_scales[0]
+    scores = scores.reshape(scores.shape[0], -1)
+    if deltas is not None:
+        deltas = deltas.reshape(deltas.shape[0], -1)
+        pred_boxes = clip_boxes(bbox_transform_inv(boxes, deltas), im.shape)
+    else:
+        pred_boxes = np.tile(boxes, (1, scores.shape[1]))
+    if inv_index is not None:
+        scores, pred_boxes = scores[inv_index, :], pred_boxes[inv_index, :]
+    timers["postprocess"].toc()
+    return scores, pred_boxes
+
+
+def detections_for_image(
+    scores: np.ndarray, boxes: np.ndarray, nms_fn: Any, nms_thresh: float, thresh: float, max_per_image: int
+) -> list[np.ndarray]:
+    """Per class j >= 1: score > thresh, NMS, then a global top ``max_per_image`` (>= rule)."""
+    num_classes = scores.shape[1]
+    out = [np.zeros((0, 5), dtype=np.float32)]
+    for j in range(1, num_classes):
+        inds = np.where(scores[:, j] > thresh)[0]
+        cls_dets = np.hstack((boxes[inds, j * 4 : (j + 1) * 4], scores[inds, j, np.newaxis]))
+        cls_dets = cls_dets.astype(np.float32, copy=False)
+        keep = nms_fn(cls_dets, nms_thresh) if len(cls_dets) else []
+        out.append(cls_dets[np.asarray(keep, dtype=np.int64), :])
+    if max_per_image > 0:
+        image_scores = np.hstack([out[j][:, -1] for j in range(1, num_classes)])
+        if len(image_scores) > max_per_image:
+            image_thresh = np.sort(image_scores)[-max_per_image]
+            for j in range(1, num_classes):
+                out[j] = out[j][out[j][:, -1] >= image_thresh, :]
+    return out
+
+
+def test_net(
+    net: Any,
+    imdb: Any,
+    cfg: Any,
+    output_dir: str,
+    max_per_image: int = 100,
+    thresh: float = 0.05,
+    vis: bool = False,
+) -> Any:
+    """Detect on every image of ``imdb``, save ``detections.npz`` in ``output_dir``, evaluate."""
+    from frcnn.boxes.nms import nms_dets as nms
+
+    gpu_nms = cfg.USE_GPU_NMS and cfg.GPU_ID >= 0 and torch.cuda.is_available()
+
+    def nms_fn(dets: np.ndarray, t: float):
+        if gpu_nms:
+            return nms(dets, t, device=f"cuda:{cfg.GPU_ID}")
+        return nms(dets, t, force_cpu=True)
+
+    num_images = len(imdb.image_index)
+    all_boxes = empty_all_boxes(imdb.num_classes, num_images)
+    timers = {name: Timer() for name in ("preprocess", "forward", "postprocess")}
+    t_detect, t_misc = Timer(), Timer()
+    roidb = None if cfg.TEST.HAS_RPN else imdb.roidb
+    for i in range(num_images):
+        box_proposals = None
+        if roidb is not None:
+            box_proposals = roidb[i]["boxes"][roidb[i]["gt_classes"] == 0]
+        im = read_image(imdb.image_path_at(i))
+        t_detect.tic()
+        scores, boxes = im_detect(net, im, box_proposals, cfg=cfg, timers=timers)
+        t_detect.toc()
+        t_misc.tic()
+        dets = detections_for_image(scores, boxes, nms_fn, cfg.TEST.NMS, thresh, max_per_image)
+        for j in range(1, imdb.num_classes):
+            all_boxes[j][i] = dets[j]
+        t_misc.toc()
+        if vis:
+            from frcnn.utils.draw import draw_detections
+
+            vis_path = os.path.join(output_dir, "vis", os.path.basename(imdb.image_path_at(i)))
+            draw_detections(im, dets, imdb.classes, vis_path, thresh=0.3)
+        print(
+            f"im_detect: {i + 1:d}/{num_images:d} {t_detect.average_time:.3f}s {t_misc.average_time:.3f}s "
+            f"(preprocess {timers['preprocess'].average_time * 1e3:.1f} ms, "
+            f"forward {timers['forward'].average_time * 1e3:.1f} ms, "
+            f"postprocess {(timers['postprocess'].average_time + t_misc.average_time) * 1e3:.1f} ms)",
+            flush=True,
+        )
+    det_file = os.path.join(output_dir, "detections.npz")
+    save_detections(det_file, all_boxes, imdb.classes)
+    print(f"Wrote detections to {det_file}")
+    print("Evaluating detections")
+    return imdb.evaluate_detections(all_boxes, output_dir)
+
+
+def apply_nms(all_boxes: list, thresh: float) -> list:
+    """Re-apply NMS (always on the CPU, as upstream) to every class/image slot."""
+    from frcnn.boxes.nms import nms_dets as nms
+
+    out = [[np.zeros((0, 5), dtype=np.float32) for _ in per_class] for per_class in all_boxes]
+    for j, per_class in enumerate(all_boxes):
+        for i, dets in enumerate(per_class):
+            dets = np.asarray(dets, dtype=np.float32).reshape(-1, 5)
+            if len(dets) == 0:
+                continue
+            keep = nms(dets, thresh, force_cpu=True)
+            out[j][i] = dets[np.asarray(keep, dtype=np.int64), :].copy()
+    return out
+
+
+test_net.__test__ = False  # not a pytest test, whatever its name

@@ -1,0 +1,167 @@
+"""4-step alternating optimisation (upstream's ``tools/train_faster_rcnn_alt_opt.py``).
+
+| # | step               | solver                          | init weights              | iters (VOC) |
+|---|--------------------|---------------------------------|---------------------------|-------------|
+| 1 | stage-1 RPN        | stage1_rpn_solver60k80k         | ImageNet (--weights)      | 80000       |
+| - | stage-1 proposals  | rpn_test                        | step-1 final              | -           |
+| 2 | stage-1 Fast R-CNN | stage1_fast_rcnn_solver30k40k   | ImageNet (--weights)      | 40000       |
+| 3 | stage-2 RPN        | stage2_rpn_solver60k80k         | step-2 final              | 80000       |
+| - | stage-2 proposals  | rpn_test                        | step-3 final              | -           |
+| 4 | stage-2 Fast R-CNN | stage2_fast_rcnn_solver30k40k   | step-3 final              | 40000       |
+
+Each step gets its own copy of the run's config with the step's overrides, re-seeds the
+RNGs, and hands its model path explicitly to the next. Upstream ran each step in a child
+process to free GPU memory; here the steps run one after the other in this process and
+drop their nets before the next starts. A finished step is found by its final snapshot
+(or proposal file) and skipped when the command is rerun; an unfinished step resumes from
+its last snapshot. Intermediate snapshots of each step are deleted, as upstream.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+from collections.abc import Sequence
+from typing import Any
+
+from frcnn.caffe.prototxt import parse_file
+from frcnn.config import copy_config, get_output_dir
+from frcnn.training import snapshot as snap
+from frcnn.training.train import get_roidb, set_random_seeds, train_net
+from frcnn.utils.io import atomic_write
+
+#: upstream's hard-coded iterations of the four training steps
+STAGE_ITERS = (80000, 40000, 80000, 40000)
+
+SOLVERS = (
+    "stage1_rpn_solver60k80k",
+    "stage1_fast_rcnn_solver30k40k",
+    "stage2_rpn_solver60k80k",
+    "stage2_fast_rcnn_solver30k40k",
+)
+
+
+def model_file(models_dir: str, stem: str) -> str:
+    """``<stem>.prototxt`` (ours) or ``<stem>.pt`` (upstream's name) in ``models_dir``."""
+    for ext in (".prototxt", ".pt"):
+        path = os.path.join(models_dir, stem + ext)
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(f"{models_dir}: no {stem}.prototxt (or {stem}.pt)")
+
+
+def rpn_stage_config(cfg: Any, infix: str) -> Any:
+    """Steps 1 and 3: train the RPN on gt boxes, one image per batch, no box regression head."""
+    cfg = copy_config(cfg)
+    cfg.TRAIN.HAS_RPN = True
+    cfg.TRAIN.BBOX_REG = False  # applies only to Fast R-CNN bbox regression
+    cfg.TRAIN.PROPOSAL_METHOD = "gt"
+    cfg.TRAIN.IMS_PER_BATCH = 1
+    cfg.TRAIN.SNAPSHOT_INFIX = infix
+    return cfg
+
+
+def fast_rcnn_stage_config(cfg: Any, infix: str) -> Any:
+    """Steps 2 and 4: train Fast R-CNN on the RPN's proposals, two images per batch."""
+    cfg = copy_config(cfg)
+    cfg.TRAIN.HAS_RPN = False  # not generating proposals on-the-fly
+    cfg.TRAIN.PROPOSAL_METHOD = "rpn"  # use pre-computed RPN proposals instead
+    cfg.TRAIN.IMS_PER_BATCH = 2
+    cfg.TRAIN.SNAPSHOT_INFIX = infix
+    return cfg
+
+
+def final_snapshot_path(solver: str, cfg: Any, imdb_name: str, max_iters: int) -> str:
+    """Where a step's last snapshot is written (used to skip a finished step)."""
+    prefix = parse_file(solver).get_str("snapshot_prefix", "")
+    name = snap.snapshot_basename(prefix, cfg.TRAIN.SNAPSHOT_INFIX, max_iters) + snap.CAFFEMODEL
+    return os.path.join(get_output_dir(cfg, imdb_name), name)
+
+
+def train_step(
+    imdb_name: str, init_model: str | None, solver: str, max_iters: int, cfg: Any, rpn_file: str | None = None
+) -> str:
+    """One training step (RPN or Fast R-CNN, by ``cfg``); returns the final model path."""
+    final = final_snapshot_path(solver, cfg, imdb_name, max_iters)
+    if os.path.exists(final):
+        print(f"Step already finished: {final}")
+        return final
+    set_random_seeds(cfg.RNG_SEED)
+    roidb, imdb = get_roidb(imdb_name, cfg, rpn_file=rpn_file)
+    output_dir = get_output_dir(cfg, imdb.name)
+    print(f"Output will be saved to `{output_dir}`")
+    model_paths = train_net(solver, roidb, output_dir, cfg, pretrained_model=init_model, max_iters=max_iters)
+    for path in model_paths[:-1]:  # cleanup all but the final model, as upstream
+        snap.remove_snapshot(path)
+    gc.collect()
+    return model_paths[-1]
+
+
+def generate_step(imdb_name: str, rpn_model_path: str, cfg: Any, rpn_test_prototxt: str) -> str:
+    """Proposals of an RPN model on the un-flipped imdb; returns the ``.npz`` path."""
+    from frcnn.caffe import TEST, Net
+    from frcnn.config import device_from_config
+    from frcnn.datasets.factory import get_imdb
+    from frcnn.rpn.generate import imdb_proposals, proposal_generation_config, save_imdb_proposals
+
+    cfg = proposal_generation_config(cfg)
+    imdb = get_imdb(imdb_name, cfg)
+    rpn_net_name = os.path.splitext(os.path.basename(rpn_model_path))[0]
+    path = os.path.join(get_output_dir(cfg, imdb.name), rpn_net_name + "_proposals.npz")
+    if os.path.exists(path):
+        print(f"Proposals already generated: {path}")
+        return path
+    set_random_seeds(cfg.RNG_SEED)
+    net = Net(rpn_test_prototxt, rpn_model_path, TEST, cfg=cfg).to(device_from_config(cfg))
+    print(f"Generating proposals with {rpn_model_path} on {imdb.name}")
+    boxes = imdb_proposals(net, imdb, cfg)
+    save_imdb_proposals(path, boxes, imdb)
+    print(f"Wrote RPN proposals to {path}")
+    del net
+    gc.collect()
+    return path
+
+
+def _banner(text: str) -> None:
+    print("~" * 70 + f"\n{text}\n" + "~" * 70, flush=True)
+
+
+def train_alt_opt(
+    net_name: str,
+    imdb_name: str,
+    cfg: Any,
+    models_dir: str,
+    pretrained_model: str | None = None,
+    max_iters: Sequence[int] = STAGE_ITERS,
+) -> str:
+    """Run the four steps; return the path of ``<net_name>_faster_rcnn_final.caffemodel``.
+
+    ``models_dir`` is the folder holding the stage prototxts and solvers (normally
+    ``<MODELS_DIR>/<net_name>/faster_rcnn_alt_opt``).
+    """
+    if len(max_iters) != 4 or any(int(i) <= 0 for i in max_iters):
+        raise ValueError(f"max_iters: expected 4 positive iteration counts, got {list(max_iters)}")
+    solvers = [model_file(models_dir, s) for s in SOLVERS]
+    rpn_test = model_file(models_dir, "rpn_test")
+
+    _banner("Stage 1 RPN, init from ImageNet model")
+    rpn1 = train_step(imdb_name, pretrained_model, solvers[0], max_iters[0], rpn_stage_config(cfg, "stage1"))
+    _banner("Stage 1 RPN, generate proposals")
+    proposals1 = generate_step(imdb_name, rpn1, cfg, rpn_test)
+    _banner("Stage 1 Fast R-CNN using RPN proposals, init from ImageNet model")
+    frcn1 = train_step(
+        imdb_name, pretrained_model, solvers[1], max_iters[1], fast_rcnn_stage_config(cfg, "stage1"), proposals1
+    )
+    _banner("Stage 2 RPN, init from stage 1 Fast R-CNN model")
+    rpn2 = train_step(imdb_name, frcn1, solvers[2], max_iters[2], rpn_stage_config(cfg, "stage2"))
+    _banner("Stage 2 RPN, generate proposals")
+    proposals2 = generate_step(imdb_name, rpn2, cfg, rpn_test)
+    _banner("Stage 2 Fast R-CNN, init from stage 2 RPN R-CNN model")
+    frcn2 = train_step(imdb_name, rpn2, solvers[3], max_iters[3], fast_rcnn_stage_config(cfg, "stage2"), proposals2)
+
+    final_path = os.path.join(os.path.dirname(frcn2), f"{net_name}_faster_rcnn_final.caffemodel")
+    with open(frcn2, "rb") as src, atomic_write(final_path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    print(f"Final model: {final_path}")
+    return final_path

@@ -1,0 +1,76 @@
+"""The 4-step alternating optimisation on the tiny set: files, weight flow, rerun skips."""
+
+import os
+
+import pytest
+import torch
+
+from frcnn.config import copy_config, get_output_dir
+from frcnn.training import alt_opt
+from tests.training.tiny_setup import make_tiny_voc, tiny_config, write_tiny_alt_opt
+
+
+def test_stage_configs_apply_upstreams_overrides_to_copies():
+    from frcnn.config import get_default_config
+
+    cfg = get_default_config()
+    rpn = alt_opt.rpn_stage_config(cfg, "stage1")
+    frcn = alt_opt.fast_rcnn_stage_config(cfg, "stage2")
+    assert (rpn.TRAIN.HAS_RPN, rpn.TRAIN.BBOX_REG, rpn.TRAIN.PROPOSAL_METHOD, rpn.TRAIN.IMS_PER_BATCH) == (
+        True, False, "gt", 1)
+    assert (frcn.TRAIN.HAS_RPN, frcn.TRAIN.PROPOSAL_METHOD, frcn.TRAIN.IMS_PER_BATCH) == (False, "rpn", 2)
+    assert rpn.TRAIN.SNAPSHOT_INFIX == "stage1" and frcn.TRAIN.SNAPSHOT_INFIX == "stage2"
+    assert cfg.TRAIN.HAS_RPN is False and cfg.TRAIN.SNAPSHOT_INFIX == ""  # the run's config is untouched
+    assert alt_opt.STAGE_ITERS == (80000, 40000, 80000, 40000)
+
+
+def test_model_file_accepts_upstream_pt_names(tmp_path):
+    (tmp_path / "rpn_test.pt").write_text("")
+    assert alt_opt.model_file(str(tmp_path), "rpn_test").endswith("rpn_test.pt")
+    with pytest.raises(FileNotFoundError, match="faster_rcnn_test"):
+        alt_opt.model_file(str(tmp_path), "faster_rcnn_test")
+
+
+def _trunk(path):
+    from frcnn.caffe.caffemodel import read_caffemodel
+
+    model = read_caffemodel(path)
+    return {lay.name: [b.array for b in lay.blobs] for lay in model.layers if lay.name.startswith(("conv", "scale"))}
+
+
+def test_four_steps_run_hand_over_models_and_skip_when_rerun(tmp_path, capsys):
+    make_tiny_voc(str(tmp_path / "data" / "tiny"))
+    models = write_tiny_alt_opt(str(tmp_path / "models"))
+    cfg = tiny_config(str(tmp_path / "data"), str(tmp_path))
+    cfg.EXP_DIR = "faster_rcnn_alt_opt"
+    cfg.TRAIN.SNAPSHOT_ITERS = 2
+    final = alt_opt.train_alt_opt("SMALL", "tiny_trainval", copy_config(cfg), models, max_iters=(4, 2, 2, 2))
+    out = get_output_dir(cfg, "tiny_trainval")
+    assert final == os.path.join(out, "SMALL_faster_rcnn_final.caffemodel")
+    names = sorted(f for f in os.listdir(out) if f.endswith((".caffemodel", "_proposals.npz")))
+    assert names == sorted([
+        "small_rpn_stage1_iter_4.caffemodel", "small_rpn_stage1_iter_4_proposals.npz",
+        "small_fast_rcnn_stage1_iter_2.caffemodel", "small_rpn_stage2_iter_2.caffemodel",
+        "small_rpn_stage2_iter_2_proposals.npz", "small_fast_rcnn_stage2_iter_2.caffemodel",
+        "SMALL_faster_rcnn_final.caffemodel",
+    ])  # the stage-1 RPN snapshot at iteration 2 was removed, as upstream removes intermediates
+    with open(final, "rb") as a, open(os.path.join(out, "small_fast_rcnn_stage2_iter_2.caffemodel"), "rb") as b:
+        assert a.read() == b.read()
+    text = capsys.readouterr().out
+    assert "Final model: " + final in text
+    # weight flow: the trunk is trained in step 2 only after step 1; frozen in steps 3 and 4
+    t1 = _trunk(os.path.join(out, "small_fast_rcnn_stage1_iter_2.caffemodel"))
+    t3 = _trunk(os.path.join(out, "small_rpn_stage2_iter_2.caffemodel"))
+    t4 = _trunk(final)
+    t0 = _trunk(os.path.join(out, "small_rpn_stage1_iter_4.caffemodel"))
+    for k in t1:
+        for i, blob in enumerate(t1[k]):
+            assert torch.equal(torch.as_tensor(blob), torch.as_tensor(t3[k][i])), k
+            assert torch.equal(torch.as_tensor(blob), torch.as_tensor(t4[k][i])), k
+    assert any(not torch.equal(torch.as_tensor(t0[k][0]), torch.as_tensor(t1[k][0])) for k in t1 if k.startswith("conv"))
+    # rerun: every step is found finished
+    mtimes = {f: os.path.getmtime(os.path.join(out, f)) for f in names}
+    assert alt_opt.train_alt_opt("SMALL", "tiny_trainval", copy_config(cfg), models, max_iters=(4, 2, 2, 2)) == final
+    text = capsys.readouterr().out
+    assert text.count("Step already finished") == 4 and text.count("Proposals already generated") == 2
+    assert all(os.path.getmtime(os.path.join(out, f)) == t for f, t in mtimes.items() if "final" not in f)
