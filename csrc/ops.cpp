@@ -17,12 +17,16 @@ TORCH_LIBRARY(frcnn, m) {
   m.def(
       "roi_pool_backward(Tensor grad, Tensor rois, Tensor argmax, int batch_size, int channels, "
       "int height, int width) -> Tensor");
+  m.def(
+      "roi_pool_backward_gather(Tensor grad, Tensor rois, Tensor argmax, float spatial_scale, "
+      "int batch_size, int channels, int height, int width) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(frcnn, CPU, m) {
   m.impl("nms", &frcnn::nms_cpu);
   m.impl("roi_pool_forward", &frcnn::roi_pool_forward_cpu);
   m.impl("roi_pool_backward", &frcnn::roi_pool_backward_cpu);
+  m.impl("roi_pool_backward_gather", &frcnn::roi_pool_backward_gather_cpu);
 }
 
 #ifdef WITH_CUDA
@@ -30,6 +34,7 @@ TORCH_LIBRARY_IMPL(frcnn, CUDA, m) {
   m.impl("nms", &frcnn::nms_cuda);
   m.impl("roi_pool_forward", &frcnn::roi_pool_forward_cuda);
   m.impl("roi_pool_backward", &frcnn::roi_pool_backward_cuda);
+  m.impl("roi_pool_backward_gather", &frcnn::roi_pool_backward_gather_cuda);
 }
 #endif
 

@@ -55,14 +55,13 @@ def main(argv=None) -> int:
 
         classes = tuple(get_imdb(args.imdb, cfg).classes)
 
-    from frcnn.boxes.nms import nms_dets as nms
+    from frcnn.boxes.nms import nms_from_config
     from frcnn.caffe import TEST, Net
 
     net = Net(prototxt, caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     print(f"\n\nLoaded network {caffemodel}")
 
-    def nms_fn(dets, t):
-        return nms(dets, t, force_cpu=not cfg.USE_GPU_NMS)
+    nms_fn = nms_from_config(cfg)
 
     # warmup on a dummy image
     im = 128 * np.ones((300, 500, 3), dtype=np.uint8)

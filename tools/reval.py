@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from frcnn.boxes.nms import nms_from_config
 from frcnn.cli import add_cfg_args, config_from_args
 from frcnn.inference.detections import load_detections
 from frcnn.inference.test import apply_nms
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         return 2
     if args.apply_nms:
         print("Applying NMS to all detections")
-        all_boxes = apply_nms(all_boxes, cfg.TEST.NMS)
+        all_boxes = apply_nms(all_boxes, cfg.TEST.NMS, nms_from_config(cfg))
     print("Evaluating detections")
     imdb.evaluate_detections(all_boxes, output_dir)
     return 0

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     cfg = config_from_args(args, show=False)
     cfg.TEST.HAS_RPN = True
 
-    from frcnn.boxes.nms import nms_dets as nms
+    from frcnn.boxes.nms import nms_from_config
     from frcnn.caffe import TEST, Net
 
     if args.imdb_name:
@@ -52,8 +52,7 @@ def main(argv=None) -> int:
         return 2
     net = Net(args.prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
 
-    def nms_fn(dets, t):
-        return nms(dets, t, force_cpu=not cfg.USE_GPU_NMS)
+    nms_fn = nms_from_config(cfg)
 
     images = [read_image(p) for p in paths]
     warm = {}

@@ -23,17 +23,16 @@ namespace frcnn {
 
 void nms_check_inputs(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
   TORCH_CHECK_VALUE(boxes.dim() == 2 && boxes.size(1) == 4,
-                    "frcnn::nms: boxes must be an (N, 4) tensor of x1, y1, x2, y2, got shape ",
-                    boxes.sizes());
-  TORCH_CHECK_VALUE(scores.dim() == 1, "frcnn::nms: scores must be a 1-d (N,) tensor, got shape ",
-                    scores.sizes());
-  TORCH_CHECK_VALUE(boxes.size(0) == scores.size(0), "frcnn::nms: boxes has ", boxes.size(0),
-                    " rows but scores has ", scores.size(0), " entries");
-  TORCH_CHECK_TYPE(at::isFloatingType(boxes.scalar_type()),
-                   "frcnn::nms: boxes must be a floating-point tensor, got ", boxes.scalar_type());
-  TORCH_CHECK_TYPE(boxes.scalar_type() == scores.scalar_type(), "frcnn::nms: boxes (",
-                   boxes.scalar_type(), ") and scores (", scores.scalar_type(),
-                   ") must have the same dtype");
+                    "frcnn::nms: boxes must have shape (N, 4), got ", boxes.sizes(),
+                    "; each row of boxes must be an x1, y1, x2, y2 box");
+  TORCH_CHECK_VALUE(scores.dim() == 1 && scores.size(0) == boxes.size(0),
+                    "frcnn::nms: scores must have shape (N,) = (", boxes.size(0),
+                    ",) like boxes, got ", scores.sizes());
+  const at::ScalarType dt = boxes.scalar_type();
+  TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kDouble,
+                   "frcnn::nms: boxes must be float32 or float64, got ", dt);
+  TORCH_CHECK_TYPE(scores.scalar_type() == dt, "frcnn::nms: boxes (", dt, ") and scores (",
+                   scores.scalar_type(), ") differ in dtype; they must have the same dtype");
   TORCH_CHECK_VALUE(boxes.device() == scores.device(), "frcnn::nms: boxes is on ", boxes.device(),
                     " but scores is on ", scores.device());
   TORCH_CHECK_VALUE(std::isfinite(iou_threshold), "frcnn::nms: iou_threshold must be finite, got ",

@@ -1,13 +1,19 @@
-// RoI max pooling on the CPU (frcnn::roi_pool_forward / _backward, CPU dispatch key).
+// RoI max pooling on the CPU (frcnn::roi_pool_forward / _backward / _backward_gather, CPU key).
 //
 // Forward: 1. validate every RoI; 2. compute the windows of all (RoI, bin) pairs once;
 //          3. max over each window for every (RoI, channel), in parallel over RoIs x channels.
-// Backward: scatter each output gradient to its argmax, in parallel over channels (the
-//          channels' input planes are disjoint, so no two threads write the same location and
-//          the sum order is fixed: RoIs ascending, then bins).
+// Backward (scatter): 1. validate every RoI, then every argmax entry (-1 or inside the map);
+//          2. add each output gradient to its argmax, in parallel over channels. The channels'
+//          input planes are disjoint, so no two threads write one location and every location
+//          sums its gradients in one fixed order (RoIs ascending, then bins): deterministic by
+//          construction, whatever the number of threads.
+// Backward (gather): the CUDA gather kernel's formulation on the CPU (same helpers, same
+//          order): each input cell adds, RoIs ascending then bins ascending, the gradients of
+//          the bins containing it whose argmax is it. Bit-identical to the scatter.
 #include <ATen/Parallel.h>
 
 #include <limits>
+#include <sstream>
 #include <vector>
 
 #include "roi_pool/roi_pool.h"
@@ -16,55 +22,81 @@ namespace frcnn {
 
 void roi_pool_check_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
                             int64_t pooled_h, int64_t pooled_w) {
-  TORCH_CHECK_VALUE(input.dim() == 4, "frcnn::roi_pool_forward: features must be (N, C, H, W), got shape ",
-              input.sizes());
-  TORCH_CHECK_VALUE(rois.dim() == 2 && rois.size(1) == 5,
-              "frcnn::roi_pool_forward: rois must be an (R, 5) tensor of "
-              "batch_index, x1, y1, x2, y2, got shape ",
-              rois.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(input.scalar_type()),
-              "frcnn::roi_pool_forward: features must be floating point, got ", input.scalar_type());
-  TORCH_CHECK_TYPE(input.scalar_type() == rois.scalar_type(), "frcnn::roi_pool_forward: features (",
-              input.scalar_type(), ") and rois (", rois.scalar_type(), ") must have the same dtype");
-  TORCH_CHECK_VALUE(input.device() == rois.device(), "frcnn::roi_pool_forward: features is on ",
-              input.device(), " but rois is on ", rois.device());
-  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0,
-              "frcnn::roi_pool_forward: pooled_h and pooled_w must be > 0, got ", pooled_h, " and ",
-              pooled_w);
-  TORCH_CHECK_VALUE(std::isfinite(spatial_scale) && spatial_scale > 0,
-              "frcnn::roi_pool_forward: spatial_scale must be a finite number > 0, got ",
-              spatial_scale);
-  TORCH_CHECK_VALUE(input.size(2) * input.size(3) <= std::numeric_limits<int32_t>::max(),
-              "frcnn::roi_pool_forward: features H * W must fit in int32, got ", input.sizes());
+  const char* op = "frcnn::roi_pool_forward";
+  TORCH_CHECK_VALUE(input.dim() == 4, op, ": features must have shape (N, C, H, W), got ",
+                    input.sizes());
+  TORCH_CHECK_VALUE(rois.dim() == 2 && rois.size(1) == 5, op,
+                    ": rois must have shape (R, 5) [batch_index, x1, y1, x2, y2], got ",
+                    rois.sizes());
+  const at::ScalarType dt = input.scalar_type();
+  TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kDouble, op,
+                   ": features must be float32 or float64, got ", dt);
+  TORCH_CHECK_TYPE(rois.scalar_type() == dt, op, ": features (", dt, ") and rois (",
+                   rois.scalar_type(), ") differ in dtype; they must have the same dtype");
+  TORCH_CHECK_VALUE(input.device() == rois.device(), op, ": features is on ", input.device(),
+                    " but rois is on ", rois.device());
+  TORCH_CHECK_VALUE(pooled_h > 0, op, ": pooled_h must be > 0, got ", pooled_h);
+  TORCH_CHECK_VALUE(pooled_w > 0, op, ": pooled_w must be > 0, got ", pooled_w);
+  TORCH_CHECK_VALUE(std::isfinite(spatial_scale) && spatial_scale > 0, op,
+                    ": spatial_scale must be a finite number > 0, got ", spatial_scale);
+  TORCH_CHECK_VALUE(input.size(2) * input.size(3) <= std::numeric_limits<int32_t>::max(), op,
+                    ": features H * W must fit in int32, got ", input.sizes());
 }
 
-void roi_pool_check_backward(const at::Tensor& grad, const at::Tensor& rois,
+void roi_pool_check_backward(const char* op, const at::Tensor& grad, const at::Tensor& rois,
                              const at::Tensor& argmax, int64_t batch_size, int64_t channels,
                              int64_t height, int64_t width) {
-  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(1) == channels,
-              "frcnn::roi_pool_backward: grad must be (R, C, pooled_h, pooled_w) with C = ",
-              channels, ", got shape ", grad.sizes());
-  TORCH_CHECK_VALUE(rois.dim() == 2 && rois.size(1) == 5 && rois.size(0) == grad.size(0),
-              "frcnn::roi_pool_backward: rois must be (R, 5) with R = ", grad.size(0),
-              ", got shape ", rois.sizes());
-  TORCH_CHECK_TYPE(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kInt,
-              "frcnn::roi_pool_backward: argmax must be an int32 tensor of shape ", grad.sizes(),
-              ", got ", argmax.scalar_type(), " ", argmax.sizes());
-  TORCH_CHECK_VALUE(grad.device() == rois.device() && grad.device() == argmax.device(),
-              "frcnn::roi_pool_backward: grad, rois and argmax must be on one device, got ",
-              grad.device(), ", ", rois.device(), ", ", argmax.device());
-  TORCH_CHECK_VALUE(batch_size >= 0 && height >= 0 && width >= 0,
-              "frcnn::roi_pool_backward: negative feature size");
+  TORCH_CHECK_VALUE(batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0, op,
+                    ": batch_size, channels, height and width must be >= 0, got ", batch_size,
+                    ", ", channels, ", ", height, ", ", width);
+  TORCH_CHECK_VALUE(height * width <= std::numeric_limits<int32_t>::max(), op,
+                    ": height * width must fit in int32, got ", height, " x ", width);
+  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(1) == channels, op,
+                    ": grad must have shape (R, C, pooled_h, pooled_w) with C = channels = ",
+                    channels, ", got ", grad.sizes());
+  const at::ScalarType dt = grad.scalar_type();
+  TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kDouble, op,
+                   ": grad must be float32 or float64, got ", dt);
+  TORCH_CHECK_VALUE(rois.dim() == 2 && rois.size(1) == 5 && rois.size(0) == grad.size(0), op,
+                    ": rois must have shape (R, 5) with R = grad.size(0) = ", grad.size(0),
+                    ", got ", rois.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(rois.scalar_type()), op,
+                   ": rois must be a floating-point tensor, got ", rois.scalar_type());
+  TORCH_CHECK_TYPE(argmax.scalar_type() == at::kInt, op,
+                   ": argmax must be an int32 tensor (the forward's), got ", argmax.scalar_type());
+  TORCH_CHECK_VALUE(argmax.sizes() == grad.sizes(), op, ": argmax must have grad's shape ",
+                    grad.sizes(), ", got ", argmax.sizes());
+  TORCH_CHECK_VALUE(grad.device() == rois.device() && grad.device() == argmax.device(), op,
+                    ": grad, rois and argmax must be on one device, got ", grad.device(), ", ",
+                    rois.device(), ", ", argmax.device());
 }
 
-void roi_pool_throw_problem(int problem, int64_t row, int64_t batch_size) {
+void roi_pool_throw_problem(const char* op, int problem, int64_t row, int64_t batch_size) {
   const std::string where = row >= 0 ? "rois[" + std::to_string(row) + "]" : "rois";
-  TORCH_CHECK_VALUE(problem != kRoiNotFinite, "frcnn::roi_pool_forward: ", where,
-              " contains NaN or inf coordinates");
-  TORCH_CHECK_VALUE(problem != kRoiBatchIndex, "frcnn::roi_pool_forward: ", where,
-              " has a batch index (column 0) that is not a whole number in [0, ", batch_size,
-              ") (features has batch size ", batch_size, ")");
-  TORCH_CHECK_VALUE(problem == kRoiOk, "frcnn::roi_pool_forward: ", where, " is invalid");
+  TORCH_CHECK_VALUE(problem != kRoiNotFinite, op, ": ", where, " contains NaN or inf coordinates");
+  TORCH_CHECK_VALUE(problem != kRoiBatchIndex, op, ": ", where,
+                    " has a batch index (column 0) that is not a whole number in "
+                    "[0, batch size) = [0, ", batch_size, ")");
+  TORCH_CHECK_VALUE(problem == kRoiOk, op, ": ", where, " is invalid");
+}
+
+void roi_pool_throw_argmax(const char* op, int64_t index, int64_t value, at::IntArrayRef sizes,
+                           int64_t plane, bool outside_bin) {
+  // flat index -> [r, c, ph, pw]
+  std::ostringstream pos;
+  int64_t rest = index;
+  std::vector<int64_t> coord(sizes.size());
+  for (int64_t d = static_cast<int64_t>(sizes.size()) - 1; d >= 0; --d) {
+    coord[d] = sizes[d] > 0 ? rest % sizes[d] : 0;
+    rest = sizes[d] > 0 ? rest / sizes[d] : 0;
+  }
+  for (size_t d = 0; d < coord.size(); ++d) pos << (d ? ", " : "") << coord[d];
+  TORCH_CHECK_VALUE(outside_bin, op, ": argmax[", pos.str(), "] = ", value,
+                    " is outside the feature map: it must be -1 (an empty bin) or in [0, H * W) = "
+                    "[0, ", plane, ")");
+  TORCH_CHECK_VALUE(false, op, ": argmax[", pos.str(), "] = ", value,
+                    " is not inside the window of its bin (argmax must come from the forward "
+                    "with the same rois and spatial_scale)");
 }
 
 namespace {
@@ -119,6 +151,24 @@ void forward_kernel(const T* input, const T* rois, T scale, int64_t num_rois, in
   });
 }
 
+// Validates every RoI row (before anything is written).
+template <typename T>
+void check_rois(const char* op, const T* rois, int64_t num_rois, int64_t batch_size) {
+  for (int64_t r = 0; r < num_rois; ++r) {
+    const int problem = roi_problem(rois + 5 * r, batch_size);
+    if (problem != kRoiOk) roi_pool_throw_problem(op, problem, r, batch_size);
+  }
+}
+
+// Every argmax entry is -1 (an empty bin) or a cell of the map.
+void check_argmax_range(const char* op, const at::Tensor& argmax, int64_t plane) {
+  const int32_t* a = argmax.data_ptr<int32_t>();
+  const int64_t n = argmax.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    if (a[i] < -1 || a[i] >= plane) roi_pool_throw_argmax(op, i, a[i], argmax.sizes(), plane, false);
+  }
+}
+
 template <typename T>
 void backward_kernel(const T* grad, const T* rois, const int32_t* argmax, int64_t num_rois,
                      int64_t channels, int64_t plane, int64_t bins, T* grad_input) {
@@ -131,6 +181,44 @@ void backward_kernel(const T* grad, const T* rois, const int32_t* argmax, int64_
         for (int64_t k = 0; k < bins; ++k) {
           const int32_t a = argmax[off + k];
           if (a >= 0) dst[a] += grad[off + k];
+        }
+      }
+    }
+  });
+}
+
+// The gather: per RoI r, rows[r * H + h] / cols[r * W + w] are the bins containing row h /
+// column w (roi_bins_containing); a cell (b, c, h, w) sums, r ascending, ph then pw ascending,
+// grad[r, c, ph, pw] where rois[r] is in batch b and argmax[r, c, ph, pw] == h * W + w.
+template <typename T>
+void gather_kernel(const T* grad, const int64_t* roi_batch, const BinRange* rows,
+                   const BinRange* cols, const int32_t* argmax, int64_t num_rois, int64_t channels,
+                   int64_t height, int64_t width, int64_t pooled_h, int64_t pooled_w,
+                   int64_t batch_size, T* grad_input) {
+  const int64_t bins = pooled_h * pooled_w;
+  at::parallel_for(0, batch_size * channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bc = begin; bc < end; ++bc) {
+      const int64_t b = bc / channels;
+      const int64_t c = bc % channels;
+      T* dst = grad_input + bc * height * width;
+      for (int64_t h = 0; h < height; ++h) {
+        for (int64_t w = 0; w < width; ++w) {
+          const int32_t cell = static_cast<int32_t>(h * width + w);
+          T acc = T(0);
+          for (int64_t r = 0; r < num_rois; ++r) {
+            if (roi_batch[r] != b) continue;
+            const BinRange pr = rows[r * height + h];
+            if (pr.lo >= pr.hi) continue;
+            const BinRange pc = cols[r * width + w];
+            const int64_t off = (r * channels + c) * bins;
+            for (int64_t ph = pr.lo; ph < pr.hi; ++ph) {
+              for (int64_t pw = pc.lo; pw < pc.hi; ++pw) {
+                const int64_t e = off + ph * pooled_w + pw;
+                if (argmax[e] == cell) acc += grad[e];
+              }
+            }
+          }
+          dst[cell] = acc;
         }
       }
     }
@@ -158,10 +246,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input,
   const at::Tensor rr = rois.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_forward_cpu", [&] {
     const scalar_t* rp = rr.data_ptr<scalar_t>();
-    for (int64_t r = 0; r < num_rois; ++r) {
-      const int problem = roi_problem(rp + 5 * r, input.size(0));
-      if (problem != kRoiOk) roi_pool_throw_problem(problem, r, input.size(0));
-    }
+    check_rois("frcnn::roi_pool_forward", rp, num_rois, input.size(0));
     forward_kernel<scalar_t>(in.data_ptr<scalar_t>(), rp, static_cast<scalar_t>(spatial_scale),
                              num_rois, channels, height, width, pooled_h, pooled_w,
                              output.data_ptr<scalar_t>(), argmax.data_ptr<int32_t>());
@@ -172,11 +257,12 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input,
 at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  const at::Tensor& argmax, int64_t batch_size, int64_t channels,
                                  int64_t height, int64_t width) {
-  roi_pool_check_backward(grad, rois, argmax, batch_size, channels, height, width);
-  TORCH_CHECK_VALUE(grad.device().is_cpu(), "frcnn::roi_pool_backward (CPU kernel): grad must be on the "
-              "CPU, got ", grad.device());
+  const char* op = "frcnn::roi_pool_backward";
+  roi_pool_check_backward(op, grad, rois, argmax, batch_size, channels, height, width);
+  TORCH_CHECK_VALUE(grad.device().is_cpu(), op, " (CPU kernel): grad must be on the CPU, got ",
+                    grad.device());
   at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
-  if (grad.numel() == 0 || grad_input.numel() == 0) {
+  if (grad.numel() == 0) {
     return grad_input;
   }
   const at::Tensor g = grad.contiguous();
@@ -184,13 +270,69 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
   const at::Tensor am = argmax.contiguous();
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_pool_backward_cpu", [&] {
     const scalar_t* rp = rr.data_ptr<scalar_t>();
-    for (int64_t r = 0; r < grad.size(0); ++r) {
-      const int problem = roi_problem(rp + 5 * r, batch_size);
-      if (problem != kRoiOk) roi_pool_throw_problem(problem, r, batch_size);
+    check_rois(op, rp, grad.size(0), batch_size);
+    check_argmax_range(op, am, height * width);
+    backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), rp, am.data_ptr<int32_t>(), grad.size(0),
+                              channels, height * width, grad.size(2) * grad.size(3),
+                              grad_input.data_ptr<scalar_t>());
+  });
+  return grad_input;
+}
+
+at::Tensor roi_pool_backward_gather_cpu(const at::Tensor& grad, const at::Tensor& rois,
+                                        const at::Tensor& argmax, double spatial_scale,
+                                        int64_t batch_size, int64_t channels, int64_t height,
+                                        int64_t width) {
+  const char* op = "frcnn::roi_pool_backward_gather";
+  roi_pool_check_backward(op, grad, rois, argmax, batch_size, channels, height, width);
+  TORCH_CHECK_VALUE(std::isfinite(spatial_scale) && spatial_scale > 0, op,
+                    ": spatial_scale must be a finite number > 0, got ", spatial_scale);
+  TORCH_CHECK_VALUE(grad.device().is_cpu(), op, " (CPU kernel): grad must be on the CPU, got ",
+                    grad.device());
+  at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
+  if (grad.numel() == 0) {
+    return grad_input;
+  }
+  const int64_t num_rois = grad.size(0), pooled_h = grad.size(2), pooled_w = grad.size(3);
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor rr = rois.to(grad.scalar_type()).contiguous();
+  const at::Tensor am = argmax.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_pool_backward_gather_cpu", [&] {
+    const scalar_t* rp = rr.data_ptr<scalar_t>();
+    check_rois(op, rp, num_rois, batch_size);
+    check_argmax_range(op, am, height * width);
+    const scalar_t scale = static_cast<scalar_t>(spatial_scale);
+    std::vector<RoiGeometry<scalar_t>> geometry(num_rois);
+    std::vector<int64_t> roi_batch(num_rois);
+    std::vector<BinRange> rows(num_rois * height), cols(num_rois * width);
+    for (int64_t r = 0; r < num_rois; ++r) {
+      const RoiGeometry<scalar_t> geo = roi_pool_geometry(rp + 5 * r, scale, pooled_h, pooled_w);
+      geometry[r] = geo;
+      roi_batch[r] = static_cast<int64_t>(rp[5 * r]);
+      for (int64_t h = 0; h < height; ++h) {
+        rows[r * height + h] = roi_bins_containing(h, geo.bin_h, geo.start_h, height, pooled_h);
+      }
+      for (int64_t w = 0; w < width; ++w) {
+        cols[r * width + w] = roi_bins_containing(w, geo.bin_w, geo.start_w, width, pooled_w);
+      }
     }
-    backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), rr.data_ptr<scalar_t>(),
-                              am.data_ptr<int32_t>(), grad.size(0), channels, height * width,
-                              grad.size(2) * grad.size(3), grad_input.data_ptr<scalar_t>());
+    // the gather reads only the bins that contain a cell: every argmax >= 0 must lie in its
+    // bin's window, or its gradient would be dropped where the scatter would add it
+    const int32_t* ap = am.data_ptr<int32_t>();
+    const int64_t bins = pooled_h * pooled_w;
+    for (int64_t e = 0; e < am.numel(); ++e) {
+      if (ap[e] < 0) continue;
+      const int64_t r = e / (channels * bins);
+      const int64_t k = e % bins;
+      const RoiBin win = roi_bin_window(geometry[r], k / pooled_w, k % pooled_w, height, width);
+      const int64_t h = ap[e] / width, w = ap[e] % width;
+      if (h < win.hstart || h >= win.hend || w < win.wstart || w >= win.wend) {
+        roi_pool_throw_argmax(op, e, ap[e], am.sizes(), height * width, true);
+      }
+    }
+    gather_kernel<scalar_t>(g.data_ptr<scalar_t>(), roi_batch.data(), rows.data(), cols.data(),
+                            ap, num_rois, channels, height, width, pooled_h, pooled_w, batch_size,
+                            grad_input.data_ptr<scalar_t>());
   });
   return grad_input;
 }

@@ -1,11 +1,23 @@
-// RoI max pooling on a CUDA device (frcnn::roi_pool_forward / _backward, CUDA dispatch key).
+// RoI max pooling on a CUDA device (frcnn::roi_pool_forward / _backward / _backward_gather,
+// CUDA dispatch key).
 //
 // Forward: one thread per output element (RoI, channel, ph, pw), pw fastest so that the
 // threads of a warp read neighbouring windows of one feature row; the window arithmetic is
-// roi_pool_bin (csrc/roi_pool/roi_pool.h), shared with the CPU kernel. Invalid RoIs (NaN/inf,
-// batch index outside the batch) are recorded with atomicMin of their row in a device flag,
-// which the host reads once after the kernel (the only synchronisation) and turns into an error.
-// Backward: one thread per output gradient, atomicAdd into the input location of its argmax.
+// roi_pool_bin (csrc/roi_pool/roi_pool.h), shared with the CPU kernel.
+// Backward (scatter): one thread per output gradient, atomicAdd into the input location of
+// its argmax; the float sum order depends on the scheduling.
+// Backward (gather, deterministic): 1. per RoI its geometry and batch; 2. per RoI and row /
+// column of the map the bins containing it (roi_bins_containing); 3. every argmax entry
+// checked (in the map, in its bin); 4. one thread per input cell sums, RoIs ascending then
+// bins ascending, the gradients of the bins containing it whose argmax is it. No atomics on
+// the gradient; the order is the CPU scatter's, so the result is bit-identical to the CPU's.
+//
+// Checks: the host wrappers check shapes, dtypes and devices (roi_pool_cpu.cpp); the values
+// (RoI rows, argmax entries) are checked inside the kernels, which skip a bad entry instead of
+// writing out of bounds and record the first bad position with atomicMin in a device flag.
+// The host reads the flags once after the kernels (the one synchronisation) and throws.
+// Grid-stride loops count in int64 (an int32 counter wraps past 2^31 - stride); the index
+// arithmetic inside runs in int32 when every index fits.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -19,6 +31,7 @@
 namespace frcnn {
 namespace {
 
+using u64 = unsigned long long;
 constexpr int kThreads = 256;
 constexpr int kNoProblem = std::numeric_limits<int>::max();
 
@@ -26,19 +39,28 @@ int grid_for(int64_t total) {
   return static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65536));
 }
 
+__device__ __forceinline__ int64_t first_index() {
+  return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+bool fits_int32(int64_t v) { return v < std::numeric_limits<int32_t>::max(); }
+
 template <typename T, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const T* __restrict__ input, const T* __restrict__ rois, T scale,
-                   index_t total, index_t channels, index_t height, index_t width,
+                   int64_t total, index_t channels, index_t height, index_t width,
                    index_t pooled_h, index_t pooled_w, int64_t batch_size, T* __restrict__ output,
                    int32_t* __restrict__ argmax, int* __restrict__ bad_row) {
-  for (index_t idx = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<index_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = first_index(); i < total; i += grid_stride()) {
+    const index_t idx = static_cast<index_t>(i);
     const index_t pw = idx % pooled_w;
     const index_t ph = (idx / pooled_w) % pooled_h;
     const index_t c = (idx / (pooled_w * pooled_h)) % channels;
     const index_t r = idx / (pooled_w * pooled_h * channels);
-    const T* roi = rois + 5 * r;
+    const T* roi = rois + 5 * static_cast<int64_t>(r);
     if (roi_problem(roi, batch_size) != kRoiOk) {
       atomicMin(bad_row, static_cast<int>(r));
       output[idx] = T(0);
@@ -70,25 +92,154 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// bad[0]: first invalid RoI row; bad[1]: first argmax entry outside [-1, plane). A RoI is
+// flagged by its (channel 0, bin 0) thread, so every RoI is checked once.
 template <typename T, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const T* __restrict__ grad, const T* __restrict__ rois,
-                    const int32_t* __restrict__ argmax, index_t total, index_t channels,
-                    index_t bins, int64_t plane, int64_t batch_size, T* __restrict__ grad_input) {
-  for (index_t idx = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    const int32_t a = argmax[idx];
-    if (a < 0) continue;
+                    const int32_t* __restrict__ argmax, int64_t total, index_t channels,
+                    index_t bins, int64_t plane, int64_t batch_size, T* __restrict__ grad_input,
+                    u64* __restrict__ bad) {
+  for (int64_t i = first_index(); i < total; i += grid_stride()) {
+    const index_t idx = static_cast<index_t>(i);
+    const index_t k = idx % bins;
     const index_t c = (idx / bins) % channels;
     const index_t r = idx / (bins * channels);
-    const T bf = rois[5 * r];
-    if (!(bf >= T(0) && bf < static_cast<T>(batch_size))) continue;  // checked in forward
-    const int64_t b = static_cast<int64_t>(bf);
+    const T* roi = rois + 5 * static_cast<int64_t>(r);
+    if (roi_problem(roi, batch_size) != kRoiOk) {
+      if (c == 0 && k == 0) atomicMin(bad, static_cast<u64>(r));
+      continue;
+    }
+    const int32_t a = argmax[idx];
+    if (a == -1) continue;
+    if (a < -1 || a >= plane) {
+      atomicMin(bad + 1, static_cast<u64>(i));
+      continue;
+    }
+    const int64_t b = static_cast<int64_t>(roi[0]);
     atomicAdd(grad_input + (b * channels + c) * plane + a, grad[idx]);
   }
 }
 
-bool fits_int32(int64_t v) { return v < std::numeric_limits<int32_t>::max(); }
+// 1. geometry and batch of every RoI; an invalid RoI gets batch -1 (matches no cell) and is
+// flagged in bad[0].
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    gather_geometry_kernel(const T* __restrict__ rois, T scale, int64_t num_rois,
+                           int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+                           RoiGeometry<T>* __restrict__ geometry, int64_t* __restrict__ roi_batch,
+                           u64* __restrict__ bad) {
+  for (int64_t r = first_index(); r < num_rois; r += grid_stride()) {
+    const T* roi = rois + 5 * r;
+    const bool ok = roi_problem(roi, batch_size) == kRoiOk;
+    if (!ok) atomicMin(bad, static_cast<u64>(r));
+    geometry[r] = roi_pool_geometry(roi, scale, pooled_h, pooled_w);
+    roi_batch[r] = ok ? static_cast<int64_t>(roi[0]) : -1;
+  }
+}
+
+// 2. rows[r * H + h] and cols[r * W + w]: the bins of RoI r containing row h / column w.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    gather_tables_kernel(const RoiGeometry<T>* __restrict__ geometry, int64_t num_rois,
+                         int64_t height, int64_t width, int64_t pooled_h, int64_t pooled_w,
+                         BinRange* __restrict__ rows, BinRange* __restrict__ cols) {
+  const int64_t per_roi = height + width;
+  for (int64_t i = first_index(); i < num_rois * per_roi; i += grid_stride()) {
+    const int64_t r = i / per_roi;
+    const int64_t j = i % per_roi;
+    const RoiGeometry<T> g = geometry[r];
+    if (j < height) {
+      rows[r * height + j] = roi_bins_containing(j, g.bin_h, g.start_h, height, pooled_h);
+    } else {
+      cols[r * width + (j - height)] =
+          roi_bins_containing(j - height, g.bin_w, g.start_w, width, pooled_w);
+    }
+  }
+}
+
+// 3. bad[1]: first argmax entry outside [-1, plane); bad[2]: first one inside the map but not
+// in its bin's window (the gather reads only the bins containing a cell).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    gather_check_kernel(const int32_t* __restrict__ argmax, const RoiGeometry<T>* __restrict__ geometry,
+                        const int64_t* __restrict__ roi_batch, int64_t total, int64_t channels,
+                        int64_t height, int64_t width, int64_t pooled_h, int64_t pooled_w,
+                        u64* __restrict__ bad) {
+  const int64_t bins = pooled_h * pooled_w;
+  for (int64_t e = first_index(); e < total; e += grid_stride()) {
+    const int32_t a = argmax[e];
+    if (a == -1) continue;
+    if (a < -1 || a >= height * width) {
+      atomicMin(bad + 1, static_cast<u64>(e));
+      continue;
+    }
+    const int64_t r = e / (channels * bins);
+    if (roi_batch[r] < 0) continue;  // reported as a bad RoI
+    const int64_t k = e % bins;
+    const RoiBin win = roi_bin_window(geometry[r], k / pooled_w, k % pooled_w, height, width);
+    const int64_t h = a / width, w = a % width;
+    if (h < win.hstart || h >= win.hend || w < win.wstart || w >= win.wend) {
+      atomicMin(bad + 2, static_cast<u64>(e));
+    }
+  }
+}
+
+// 4. one thread per input cell (b, c, h, w), w fastest; the loop order (r, ph, pw ascending)
+// is the CPU scatter's order for that cell.
+template <typename T, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    gather_kernel(const T* __restrict__ grad, const int64_t* __restrict__ roi_batch,
+                  const BinRange* __restrict__ rows, const BinRange* __restrict__ cols,
+                  const int32_t* __restrict__ argmax, int64_t total, index_t num_rois,
+                  index_t channels, index_t height, index_t width, index_t pooled_h,
+                  index_t pooled_w, T* __restrict__ grad_input) {
+  const index_t bins = pooled_h * pooled_w;
+  for (int64_t i = first_index(); i < total; i += grid_stride()) {
+    const index_t idx = static_cast<index_t>(i);
+    const index_t w = idx % width;
+    const index_t h = (idx / width) % height;
+    const index_t c = (idx / (width * height)) % channels;
+    const int64_t b = idx / (width * height * channels);
+    const int32_t cell = static_cast<int32_t>(h * width + w);
+    T acc = T(0);
+    for (index_t r = 0; r < num_rois; ++r) {
+      if (__ldg(roi_batch + r) != b) continue;
+      const BinRange pr = rows[r * height + h];
+      if (pr.lo >= pr.hi) continue;
+      const BinRange pc = cols[r * width + w];
+      const index_t off = (r * channels + c) * bins;
+      for (index_t ph = pr.lo; ph < pr.hi; ++ph) {
+        for (index_t pw = pc.lo; pw < pc.hi; ++pw) {
+          const index_t e = off + ph * pooled_w + pw;
+          if (__ldg(argmax + e) == cell) acc += __ldg(grad + e);
+        }
+      }
+    }
+    grad_input[idx] = acc;
+  }
+}
+
+// Reads the flags (the one synchronisation) and throws for the first problem found:
+// flags[0] a RoI row, flags[1] an argmax outside the map, flags[2] one outside its bin.
+void throw_backward_problems(const char* op, const at::Tensor& flags, const at::Tensor& rois,
+                             const at::Tensor& argmax, int64_t batch_size, int64_t plane) {
+  const at::Tensor host = flags.to(at::kCPU);
+  const int64_t* f = host.data_ptr<int64_t>();  // -1 (all bits set): nothing found
+  if (f[0] >= 0) {
+    const at::Tensor bad = rois[f[0]].to(at::kCPU);
+    AT_DISPATCH_FLOATING_TYPES(bad.scalar_type(), "roi_pool_problem", [&] {
+      roi_pool_throw_problem(op, roi_problem(bad.data_ptr<scalar_t>(), batch_size), f[0],
+                             batch_size);
+    });
+  }
+  for (int64_t kind = 1; kind < host.numel(); ++kind) {
+    if (f[kind] >= 0) {
+      const int64_t value = argmax.reshape({-1})[f[kind]].item<int64_t>();
+      roi_pool_throw_argmax(op, f[kind], value, argmax.sizes(), plane, kind == 2);
+    }
+  }
+}
 
 }  // namespace
 
@@ -96,11 +247,11 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cuda(const at::Tensor& input
                                                          const at::Tensor& rois,
                                                          double spatial_scale, int64_t pooled_h,
                                                          int64_t pooled_w) {
+  const char* op = "frcnn::roi_pool_forward";
   roi_pool_check_forward(input, rois, spatial_scale, pooled_h, pooled_w);
-  TORCH_CHECK_VALUE(input.is_cuda(), "frcnn::roi_pool_forward (CUDA kernel): features must be on a "
-                    "CUDA device, got ", input.device());
-  TORCH_CHECK_VALUE(fits_int32(rois.size(0)), "frcnn::roi_pool_forward: too many rois (",
-                    rois.size(0), ")");
+  TORCH_CHECK_VALUE(input.is_cuda(), op, " (CUDA kernel): features must be on a CUDA device, got ",
+                    input.device());
+  TORCH_CHECK_VALUE(fits_int32(rois.size(0)), op, ": too many rois (", rois.size(0), ")");
   const c10::cuda::CUDAGuard guard(input.device());
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
@@ -118,7 +269,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cuda(const at::Tensor& input
     const scalar_t scale = static_cast<scalar_t>(spatial_scale);
     if (small) {
       forward_kernel<scalar_t, int32_t><<<grid_for(total), kThreads, 0, stream>>>(
-          in.data_ptr<scalar_t>(), rr.data_ptr<scalar_t>(), scale, static_cast<int32_t>(total),
+          in.data_ptr<scalar_t>(), rr.data_ptr<scalar_t>(), scale, total,
           static_cast<int32_t>(channels), static_cast<int32_t>(height),
           static_cast<int32_t>(width), static_cast<int32_t>(pooled_h),
           static_cast<int32_t>(pooled_w), input.size(0), output.data_ptr<scalar_t>(),
@@ -135,7 +286,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cuda(const at::Tensor& input
   if (row != kNoProblem) {
     const at::Tensor bad = rr[row].to(at::kCPU);
     AT_DISPATCH_FLOATING_TYPES(bad.scalar_type(), "roi_pool_problem", [&] {
-      roi_pool_throw_problem(roi_problem(bad.data_ptr<scalar_t>(), input.size(0)), row,
+      roi_pool_throw_problem(op, roi_problem(bad.data_ptr<scalar_t>(), input.size(0)), row,
                              input.size(0));
     });
   }
@@ -145,32 +296,104 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cuda(const at::Tensor& input
 at::Tensor roi_pool_backward_cuda(const at::Tensor& grad, const at::Tensor& rois,
                                   const at::Tensor& argmax, int64_t batch_size, int64_t channels,
                                   int64_t height, int64_t width) {
-  roi_pool_check_backward(grad, rois, argmax, batch_size, channels, height, width);
-  TORCH_CHECK_VALUE(grad.is_cuda(), "frcnn::roi_pool_backward (CUDA kernel): grad must be on a "
-                    "CUDA device, got ", grad.device());
+  const char* op = "frcnn::roi_pool_backward";
+  roi_pool_check_backward(op, grad, rois, argmax, batch_size, channels, height, width);
+  TORCH_CHECK_VALUE(grad.is_cuda(), op, " (CUDA kernel): grad must be on a CUDA device, got ",
+                    grad.device());
   const c10::cuda::CUDAGuard guard(grad.device());
   at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
   const int64_t total = grad.numel();
-  if (total == 0 || grad_input.numel() == 0) return grad_input;
+  if (total == 0) return grad_input;
   const at::Tensor g = grad.contiguous();
   const at::Tensor rr = rois.to(grad.scalar_type()).contiguous();
   const at::Tensor am = argmax.contiguous();
+  at::Tensor flags = at::full({2}, -1, grad.options().dtype(at::kLong));  // -1 = all bits set
+  u64* bad = reinterpret_cast<u64*>(flags.data_ptr<int64_t>());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const int64_t bins = grad.size(2) * grad.size(3);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_pool_backward_cuda", [&] {
     if (fits_int32(total)) {
       backward_kernel<scalar_t, int32_t><<<grid_for(total), kThreads, 0, stream>>>(
-          g.data_ptr<scalar_t>(), rr.data_ptr<scalar_t>(), am.data_ptr<int32_t>(),
-          static_cast<int32_t>(total), static_cast<int32_t>(channels),
-          static_cast<int32_t>(bins), height * width, batch_size,
-          grad_input.data_ptr<scalar_t>());
+          g.data_ptr<scalar_t>(), rr.data_ptr<scalar_t>(), am.data_ptr<int32_t>(), total,
+          static_cast<int32_t>(channels), static_cast<int32_t>(bins), height * width, batch_size,
+          grad_input.data_ptr<scalar_t>(), bad);
     } else {
       backward_kernel<scalar_t, int64_t><<<grid_for(total), kThreads, 0, stream>>>(
           g.data_ptr<scalar_t>(), rr.data_ptr<scalar_t>(), am.data_ptr<int32_t>(), total,
-          channels, bins, height * width, batch_size, grad_input.data_ptr<scalar_t>());
+          channels, bins, height * width, batch_size, grad_input.data_ptr<scalar_t>(), bad);
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  throw_backward_problems(op, flags, rr, am, batch_size, height * width);
+  return grad_input;
+}
+
+at::Tensor roi_pool_backward_gather_cuda(const at::Tensor& grad, const at::Tensor& rois,
+                                         const at::Tensor& argmax, double spatial_scale,
+                                         int64_t batch_size, int64_t channels, int64_t height,
+                                         int64_t width) {
+  const char* op = "frcnn::roi_pool_backward_gather";
+  roi_pool_check_backward(op, grad, rois, argmax, batch_size, channels, height, width);
+  TORCH_CHECK_VALUE(std::isfinite(spatial_scale) && spatial_scale > 0, op,
+                    ": spatial_scale must be a finite number > 0, got ", spatial_scale);
+  TORCH_CHECK_VALUE(grad.is_cuda(), op, " (CUDA kernel): grad must be on a CUDA device, got ",
+                    grad.device());
+  const c10::cuda::CUDAGuard guard(grad.device());
+  at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
+  if (grad.numel() == 0) return grad_input;
+  const int64_t num_rois = grad.size(0), pooled_h = grad.size(2), pooled_w = grad.size(3);
+  const int64_t cells = grad_input.numel();
+  const at::Tensor g = grad.contiguous();
+  const at::Tensor rr = rois.to(grad.scalar_type()).contiguous();
+  const at::Tensor am = argmax.contiguous();
+  const at::TensorOptions long_opts = grad.options().dtype(at::kLong);
+  at::Tensor flags = at::full({3}, -1, long_opts);  // -1 = all bits set
+  u64* bad = reinterpret_cast<u64*>(flags.data_ptr<int64_t>());
+  at::Tensor roi_batch = at::empty({num_rois}, long_opts);
+  // BinRange is two int32: (lo, hi)
+  at::Tensor rows = at::empty({num_rois * height, 2}, grad.options().dtype(at::kInt));
+  at::Tensor cols = at::empty({num_rois * width, 2}, grad.options().dtype(at::kInt));
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool small = fits_int32(cells) && fits_int32(grad.numel()) &&
+                     fits_int32(num_rois * height) && fits_int32(num_rois * width);
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_pool_backward_gather_cuda", [&] {
+    using Geo = RoiGeometry<scalar_t>;
+    at::Tensor geometry = at::empty({num_rois, static_cast<int64_t>(sizeof(Geo))},
+                                    grad.options().dtype(at::kByte));
+    Geo* geo = reinterpret_cast<Geo*>(geometry.data_ptr<uint8_t>());
+    BinRange* row_tab = reinterpret_cast<BinRange*>(rows.data_ptr<int32_t>());
+    BinRange* col_tab = reinterpret_cast<BinRange*>(cols.data_ptr<int32_t>());
+    gather_geometry_kernel<scalar_t><<<grid_for(num_rois), kThreads, 0, stream>>>(
+        rr.data_ptr<scalar_t>(), static_cast<scalar_t>(spatial_scale), num_rois, pooled_h,
+        pooled_w, batch_size, geo, roi_batch.data_ptr<int64_t>(), bad);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (height + width > 0) {
+      gather_tables_kernel<scalar_t><<<grid_for(num_rois * (height + width)), kThreads, 0, stream>>>(
+          geo, num_rois, height, width, pooled_h, pooled_w, row_tab, col_tab);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    gather_check_kernel<scalar_t><<<grid_for(grad.numel()), kThreads, 0, stream>>>(
+        am.data_ptr<int32_t>(), geo, roi_batch.data_ptr<int64_t>(), grad.numel(), channels,
+        height, width, pooled_h, pooled_w, bad);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (cells > 0) {
+      if (small) {
+        gather_kernel<scalar_t, int32_t><<<grid_for(cells), kThreads, 0, stream>>>(
+            g.data_ptr<scalar_t>(), roi_batch.data_ptr<int64_t>(), row_tab, col_tab,
+            am.data_ptr<int32_t>(), cells, static_cast<int32_t>(num_rois),
+            static_cast<int32_t>(channels), static_cast<int32_t>(height),
+            static_cast<int32_t>(width), static_cast<int32_t>(pooled_h),
+            static_cast<int32_t>(pooled_w), grad_input.data_ptr<scalar_t>());
+      } else {
+        gather_kernel<scalar_t, int64_t><<<grid_for(cells), kThreads, 0, stream>>>(
+            g.data_ptr<scalar_t>(), roi_batch.data_ptr<int64_t>(), row_tab, col_tab,
+            am.data_ptr<int32_t>(), cells, num_rois, channels, height, width, pooled_h, pooled_w,
+            grad_input.data_ptr<scalar_t>());
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    throw_backward_problems(op, flags, rr, am, batch_size, height * width);
+  });
   return grad_input;
 }
 

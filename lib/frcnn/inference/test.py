@@ -177,15 +177,9 @@ def test_net(
     vis: bool = False,
 ) -> Any:
     """Detect on every image of ``imdb``, save ``detections.npz`` in ``output_dir``, evaluate."""
-    from frcnn.boxes.nms import nms_dets as nms
+    from frcnn.boxes.nms import nms_from_config
 
-    gpu_nms = cfg.USE_GPU_NMS and cfg.GPU_ID >= 0 and torch.cuda.is_available()
-
-    def nms_fn(dets: np.ndarray, t: float):
-        if gpu_nms:
-            return nms(dets, t, device=f"cuda:{cfg.GPU_ID}")
-        return nms(dets, t, force_cpu=True)
-
+    nms_fn = nms_from_config(cfg)  # USE_GPU_NMS: the configured GPU, else the CPU
     num_images = len(imdb.image_index)
     all_boxes = empty_all_boxes(imdb.num_classes, num_images)
     timers = {name: Timer() for name in ("preprocess", "forward", "postprocess")}
@@ -223,9 +217,14 @@ def test_net(
     return imdb.evaluate_detections(all_boxes, output_dir)
 
 
-def apply_nms(all_boxes: list, thresh: float) -> list:
-    """Re-apply NMS (always on the CPU, as upstream) to every class/image slot."""
-    from frcnn.boxes.nms import nms_dets as nms
+def apply_nms(all_boxes: list, thresh: float, nms_fn: Any = None) -> list:
+    """Re-apply NMS to every class/image slot with ``nms_fn(dets, thresh)``; by default on
+    the CPU, as upstream (tools pass ``frcnn.boxes.nms_from_config(cfg)``)."""
+    if nms_fn is None:
+        from frcnn.boxes.nms import nms_dets
+
+        def nms_fn(dets: np.ndarray, t: float) -> np.ndarray:
+            return nms_dets(dets, t, force_cpu=True)
 
     out = [[np.zeros((0, 5), dtype=np.float32) for _ in per_class] for per_class in all_boxes]
     for j, per_class in enumerate(all_boxes):
@@ -233,7 +232,7 @@ def apply_nms(all_boxes: list, thresh: float) -> list:
             dets = np.asarray(dets, dtype=np.float32).reshape(-1, 5)
             if len(dets) == 0:
                 continue
-            keep = nms(dets, thresh, force_cpu=True)
+            keep = nms_fn(dets, thresh)
             out[j][i] = dets[np.asarray(keep, dtype=np.int64), :].copy()
     return out
 

@@ -26,19 +26,10 @@ import torch
 
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
 from frcnn.caffe.python_layer import PythonLayer, parse_param_str
+from frcnn.ops.nms import nms as _nms
 from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
 
 _PARAMS = ("feat_stride", "scales", "ratios")
-
-
-def _nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> torch.Tensor:
-    """``frcnn.ops.nms`` (kept indices by descending score), looked up at call time."""
-    from frcnn import ops
-
-    fn = getattr(ops, "nms", None)
-    if not callable(fn):  # the package does not re-export it: take it from its module
-        from frcnn.ops.nms import nms as fn
-    return fn(boxes, scores, thresh)
 
 
 class ProposalLayer(PythonLayer):
