@@ -1,4 +1,6 @@
-"""The NumPy and C++ NMS versions (and the wrapper) against the plain-Python reference.
+"""Every NMS version against the plain-Python reference (nms_reference.reference_nms): the
+NumPy py_cpu_nms (tests only), the C++/CUDA op through frcnn.ops.nms, and nms_dets on NumPy
+and torch detections.
 
 All must return the same indices, including at IoU exactly equal to the threshold, on ties,
 degenerate boxes and 20,000 boxes, for float32 and float64 input.
@@ -10,6 +12,7 @@ import torch
 
 from frcnn.boxes.nms import nms_dets as wrapper_nms
 from frcnn.ops import nms as ops_nms
+from frcnn.ops._native import native
 from tests.boxes.nms_reference import (
     degenerate_dets,
     integer_dets,
@@ -112,7 +115,12 @@ def test_empty_input():
     assert wrapper_nms(torch.zeros(0, 5), 0.5).dtype == torch.int64
 
 
-@pytest.mark.parametrize("fn", [py_cpu_nms], ids=["py_cpu_nms"])
+def _nms_dets_torch(dets: np.ndarray, thresh: float):
+    return wrapper_nms(torch.from_numpy(dets), thresh)
+
+
+@pytest.mark.parametrize("fn", [py_cpu_nms, wrapper_nms, _nms_dets_torch],
+                         ids=["py_cpu_nms", "nms_dets(numpy)", "nms_dets(torch)"])
 def test_bad_input_raises(fn):
     with pytest.raises(ValueError, match="dets"):
         fn(np.zeros((3, 4), np.float32), 0.5)
@@ -124,6 +132,26 @@ def test_bad_input_raises(fn):
     bad[1, 2] = np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
         fn(bad, 0.5)
+
+
+def test_bad_input_raises_in_the_raw_op():
+    # the same cases against torch.ops.frcnn.nms (boxes and scores apart), which checks them
+    # itself for callers that bypass the Python faces
+    native()
+    op = torch.ops.frcnn.nms
+    with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\)"):
+        op(torch.zeros(3, 5), torch.zeros(3), 0.5)
+    with pytest.raises(TypeError, match="boxes must be float32 or float64"):
+        op(torch.zeros(3, 4, dtype=torch.int32), torch.zeros(3, dtype=torch.int32), 0.5)
+    bad = torch.tensor([[0, 0, 9, 9, 0.9], [0, 0, float("nan"), 9, 0.8]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="boxes contains NaN"):
+        op(bad[:, :4], bad[:, 4], 0.5)
+    bad[1, 2] = float("inf")
+    with pytest.raises(ValueError, match="boxes contains NaN or inf"):
+        op(bad[:, :4], bad[:, 4], 0.5)
+    bad[1, 2], bad[0, 4] = 9.0, float("nan")
+    with pytest.raises(ValueError, match="scores contains NaN or inf"):
+        op(bad[:, :4], bad[:, 4], 0.5)
 
 
 @pytest.mark.cuda

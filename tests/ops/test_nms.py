@@ -92,6 +92,25 @@ def test_op_checks_its_inputs_itself():
         torch.ops.frcnn.nms(torch.zeros(3, 4), torch.zeros(3, dtype=torch.float64), 0.5)
 
 
+def test_op_checks_are_the_wrappers_checks():
+    # frcnn.ops.nms leaves shapes, dtypes and values to the op: a raw caller gets the same
+    # errors, naming the argument, as ValueError / TypeError
+    b, s = torch.zeros(3, 4), torch.zeros(3)
+    op = torch.ops.frcnn.nms
+    with pytest.raises(ValueError, match=r"scores must have shape \(N,\) = \(3,\)"):
+        op(b, torch.zeros(3, 1), 0.5)
+    with pytest.raises(TypeError, match="boxes must be float32 or float64, got Half"):
+        op(b.half(), s.half(), 0.5)  # the Python face widens these; the op does not
+    with pytest.raises(TypeError, match="differ in dtype"):
+        op(b.double(), s, 0.5)
+    with pytest.raises(ValueError, match="iou_threshold must be finite"):
+        op(b, s, float("nan"))
+    with pytest.raises(ValueError, match="scores contains NaN or inf"):
+        op(b, torch.tensor([0.0, float("nan"), 1.0]), 0.5)
+    with pytest.raises(TypeError, match="iou_threshold must be a number"):
+        nms(b, s, "0.5")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 1000, 20000])

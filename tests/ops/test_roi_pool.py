@@ -167,6 +167,32 @@ def test_bad_input_errors_name_the_argument():
         RoIPool(2, -1, 1.0)
 
 
+def test_raw_forward_op_checks_its_inputs():
+    # frcnn.ops.roi_pool leaves shapes, dtypes and values to the op: a raw caller gets the
+    # same errors, naming the argument
+    f = torch.randn(2, 3, 5, 5)
+    ok = torch.tensor([[0.0, 0, 0, 4, 4]])
+    op = torch.ops.frcnn.roi_pool_forward
+    with pytest.raises(ValueError, match=r"rois must have shape \(R, 5\)"):
+        op(f, torch.zeros(3, 4), 1.0, 2, 2)
+    with pytest.raises(ValueError, match=r"features must have shape \(N, C, H, W\)"):
+        op(f[0], ok, 1.0, 2, 2)
+    with pytest.raises(TypeError, match="features must be float32 or float64, got Half"):
+        op(f.half(), ok.half(), 1.0, 2, 2)
+    with pytest.raises(TypeError, match="differ in dtype"):
+        op(f.double(), ok, 1.0, 2, 2)
+    with pytest.raises(ValueError, match="pooled_w must be > 0, got -3"):
+        op(f, ok, 1.0, 2, -3)
+    with pytest.raises(ValueError, match="spatial_scale must be a finite number > 0"):
+        op(f, ok, float("inf"), 2, 2)
+    with pytest.raises(ValueError, match=r"roi_pool_forward: rois\[0\] has a batch index"):
+        op(f, torch.tensor([[2.0, 0, 0, 4, 4]]), 1.0, 2, 2)
+    with pytest.raises(ValueError, match="pooled_h must be a positive int"):
+        roi_pool(f, ok, 2.0, 2, 1.0)  # the Python face checks the parameters' types
+    with pytest.raises(TypeError, match="spatial_scale must be a number"):
+        roi_pool(f, ok, 2, 2, "1")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_matches_cpu(dtype):
