@@ -4,8 +4,9 @@
 // equal scores in ascending index order (a stable sort); a box is suppressed when its IoU with
 // an already kept box is strictly greater than iou_threshold.
 //
-// Arithmetic (fixed so that the NumPy, Cython, C++ and CUDA versions agree bit for bit, also
-// at IoU exactly equal to the threshold): every coordinate is converted to double, and
+// Arithmetic (fixed so that the C++ and CUDA kernels and the tests' NumPy reference agree bit
+// for bit, also at IoU exactly equal to the threshold): every coordinate is converted to
+// double, and
 //   area  = ((x2 - x1) + 1) * ((y2 - y1) + 1)
 //   w     = max(0, (min(x2) - max(x1)) + 1),  h likewise
 //   inter = w * h

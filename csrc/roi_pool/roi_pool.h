@@ -160,6 +160,10 @@ void roi_pool_check_forward(const at::Tensor& input, const at::Tensor& rois, dou
 void roi_pool_check_backward(const char* op, const at::Tensor& grad, const at::Tensor& rois,
                              const at::Tensor& argmax, int64_t batch_size, int64_t channels,
                              int64_t height, int64_t width);
+// roi_pool_check_backward, and a spatial_scale that is finite and > 0 (the gather needs it).
+void roi_pool_check_gather(const char* op, const at::Tensor& grad, const at::Tensor& rois,
+                           const at::Tensor& argmax, double spatial_scale, int64_t batch_size,
+                           int64_t channels, int64_t height, int64_t width);
 // Throws for the first invalid RoI (NaN/inf coordinates, batch index outside [0, batch_size)
 // or not a whole number); `problem` is a RoiProblem, `row` the RoI's row (-1: unknown).
 void roi_pool_throw_problem(const char* op, int problem, int64_t row, int64_t batch_size);

@@ -71,6 +71,14 @@ void roi_pool_check_backward(const char* op, const at::Tensor& grad, const at::T
                     rois.device(), ", ", argmax.device());
 }
 
+void roi_pool_check_gather(const char* op, const at::Tensor& grad, const at::Tensor& rois,
+                           const at::Tensor& argmax, double spatial_scale, int64_t batch_size,
+                           int64_t channels, int64_t height, int64_t width) {
+  roi_pool_check_backward(op, grad, rois, argmax, batch_size, channels, height, width);
+  TORCH_CHECK_VALUE(std::isfinite(spatial_scale) && spatial_scale > 0, op,
+                    ": spatial_scale must be a finite number > 0, got ", spatial_scale);
+}
+
 void roi_pool_throw_problem(const char* op, int problem, int64_t row, int64_t batch_size) {
   const std::string where = row >= 0 ? "rois[" + std::to_string(row) + "]" : "rois";
   TORCH_CHECK_VALUE(problem != kRoiNotFinite, op, ": ", where, " contains NaN or inf coordinates");
@@ -284,9 +292,7 @@ at::Tensor roi_pool_backward_gather_cpu(const at::Tensor& grad, const at::Tensor
                                         int64_t batch_size, int64_t channels, int64_t height,
                                         int64_t width) {
   const char* op = "frcnn::roi_pool_backward_gather";
-  roi_pool_check_backward(op, grad, rois, argmax, batch_size, channels, height, width);
-  TORCH_CHECK_VALUE(std::isfinite(spatial_scale) && spatial_scale > 0, op,
-                    ": spatial_scale must be a finite number > 0, got ", spatial_scale);
+  roi_pool_check_gather(op, grad, rois, argmax, spatial_scale, batch_size, channels, height, width);
   TORCH_CHECK_VALUE(grad.device().is_cpu(), op, " (CPU kernel): grad must be on the CPU, got ",
                     grad.device());
   at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());

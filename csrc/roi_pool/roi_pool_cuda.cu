@@ -333,9 +333,7 @@ at::Tensor roi_pool_backward_gather_cuda(const at::Tensor& grad, const at::Tenso
                                          int64_t batch_size, int64_t channels, int64_t height,
                                          int64_t width) {
   const char* op = "frcnn::roi_pool_backward_gather";
-  roi_pool_check_backward(op, grad, rois, argmax, batch_size, channels, height, width);
-  TORCH_CHECK_VALUE(std::isfinite(spatial_scale) && spatial_scale > 0, op,
-                    ": spatial_scale must be a finite number > 0, got ", spatial_scale);
+  roi_pool_check_gather(op, grad, rois, argmax, spatial_scale, batch_size, channels, height, width);
   TORCH_CHECK_VALUE(grad.is_cuda(), op, " (CUDA kernel): grad must be on a CUDA device, got ",
                     grad.device());
   const c10::cuda::CUDAGuard guard(grad.device());
