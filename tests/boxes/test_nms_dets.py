@@ -1,4 +1,4 @@
-"""frcnn.boxes.nms.nms: types, devices and errors (agreement is in test_nms_versions)."""
+"""frcnn.boxes.nms_dets (upstream's nms_wrapper.nms): types, devices and errors (agreement is in test_nms_versions)."""
 
 import numpy as np
 import pytest
