@@ -170,7 +170,7 @@ def test_float64_inputs_and_no_gradient():
 def test_phase_picks_the_config():
     cfg = get_default_config()
     train = ProposalLayer.from_caffe("'feat_stride': 16", "TRAIN", cfg)
-    test = ProposalLayer.from_caffe("'feat_stride': 16", "TEST", None)
+    test = ProposalLayer.from_caffe("'feat_stride': 16", "TEST", get_default_config())
     assert (train.pre_nms_top_n, train.post_nms_top_n) == (12000, 2000)
     assert (test.pre_nms_top_n, test.post_nms_top_n, test.nms_thresh, test.min_size) == (6000, 300, 0.7, 16)
     cfg.TEST.RPN_PRE_NMS_TOP_N, cfg.TEST.RPN_POST_NMS_TOP_N = -1, 2000  # rpn_generate's settings

@@ -8,18 +8,11 @@ from frcnn.boxes.overlaps import bbox_overlaps
 from frcnn.boxes.transform import bbox_transform_inv
 from frcnn.config import get_default_config
 from frcnn.rpn.proposal_target_layer import ProposalTargetLayer
+from tests.rpn.reference import ref_encode
 
 STDS, MEANS = np.array([0.1, 0.1, 0.2, 0.2]), np.array([0.0, 0.0, 0.0, 0.0])
 
 # ------------------------------------------------------------------ NumPy reference (upstream, no shuffling)
-
-
-def ref_encode(ex, gt):
-    ew, eh = ex[:, 2] - ex[:, 0] + 1.0, ex[:, 3] - ex[:, 1] + 1.0
-    gw, gh = gt[:, 2] - gt[:, 0] + 1.0, gt[:, 3] - gt[:, 1] + 1.0
-    ex_x, ex_y = ex[:, 0] + 0.5 * ew, ex[:, 1] + 0.5 * eh
-    gx, gy = gt[:, 0] + 0.5 * gw, gt[:, 1] + 0.5 * gh
-    return np.vstack(((gx - ex_x) / ew, (gy - ex_y) / eh, np.log(gw / ew), np.log(gh / eh))).T
 
 
 def ref_proposal_targets(rois, gt, num_classes, batch=128, fg_frac=0.25, fg_th=0.5, hi=0.5, lo=0.1, norm=False):
@@ -191,7 +184,7 @@ def test_from_caffe_reads_the_end2end_config():
     layer = ProposalTargetLayer.from_caffe("'num_classes': 21", "TRAIN", cfg)
     assert (layer.num_classes, layer.rois_per_image, layer.fg_rois_per_image) == (21, 128, 32)
     assert layer.bg_thresh_lo == 0.0 and layer.normalize and layer.stds == (0.1, 0.1, 0.2, 0.2)
-    assert not ProposalTargetLayer.from_caffe("'num_classes': 21", "TRAIN", None).normalize
+    assert not ProposalTargetLayer.from_caffe("'num_classes': 21", "TRAIN", get_default_config()).normalize
     with pytest.raises(ValueError, match="num_classes"):
         ProposalTargetLayer.from_caffe("'feat_stride': 16", "TRAIN", cfg)
 

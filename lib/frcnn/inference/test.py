@@ -80,20 +80,18 @@ def im_detect(
     net: Any,
     im: np.ndarray,
     boxes: np.ndarray | None = None,
-    cfg: Any = None,
+    *,
+    cfg: Any,
     timers: dict[str, Timer] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Detect object classes in a BGR image.
 
     Returns ``scores`` (R, K) and ``boxes`` (R, 4K) in original-image pixels. ``boxes`` are
     the proposals (R, 4) for a Fast R-CNN net; None for a net with an RPN
-    (``cfg.TEST.HAS_RPN``). ``timers``, if given, gets ``preprocess``, ``forward`` and
+    (``cfg.TEST.HAS_RPN``). ``cfg`` is the run's config (upstream read a global one), a
+    required keyword. ``timers``, if given, gets ``preprocess``, ``forward`` and
     ``postprocess`` entries.
     """
-    if cfg is None:
-        from frcnn.config import get_default_config
-
-        cfg = get_default_config()
     timers = timers if timers is not None else {}
     for name in ("preprocess", "forward", "postprocess"):
         timers.setdefault(name, Timer())
