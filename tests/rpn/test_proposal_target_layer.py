@@ -97,6 +97,21 @@ def test_sampling_caps_128_rois_32_fg():
     torch.testing.assert_close(run(layer, rois, gt)[0], out_rois)  # torch's global RNG: repeatable
 
 
+def test_draws_are_randperms_of_the_candidate_sets_in_order():
+    """The random stream of the end2end path: one randperm over the fg candidates, then one over
+    the bg candidates (upstream's npr.choice, on torch's global RNG), rows kept in draw order."""
+    rois, gt = random_case(np.random.RandomState(8), n_rois=600)
+    all_rois = np.vstack((rois, np.hstack((np.zeros((len(gt), 1), np.float32), gt[:, :4]))))
+    ov = bbox_overlaps(all_rois[:, 1:].astype(np.float64), gt[:, :4].astype(np.float64)).max(1)
+    fg, bg = np.where(ov >= 0.5)[0], np.where((ov < 0.5) & (ov >= 0.0))[0]
+    assert len(fg) > 32 and len(bg) > 96
+    torch.manual_seed(5)
+    out_rois = run(ProposalTargetLayer(6, bg_thresh_lo=0.0), rois, gt)[0]
+    torch.manual_seed(5)
+    keep = np.r_[fg[torch.randperm(len(fg))[:32].numpy()], bg[torch.randperm(len(bg))[:96].numpy()]]
+    np.testing.assert_array_equal(out_rois.numpy(), all_rois[keep])
+
+
 def test_few_background_gives_a_short_minibatch():
     gt = np.array([[10, 10, 49, 49, 1]], np.float32)
     rois = np.array([[0, 12, 10, 51, 49], [0, 100, 100, 140, 140]], np.float32)  # fg and IoU-0 box
