@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from frcnn.roi_data.sampling import fg_rois_per_image, numpy_choice, sample_fg_bg, torch_choice, where_true
+from frcnn.roi_data.sampling import (
+    fg_bg_candidates,
+    fg_rois_per_image,
+    numpy_choice,
+    sample_fg_bg,
+    torch_choice,
+    where_true,
+)
 
 
 def ref_split(max_overlaps, fg_thresh, bg_hi, bg_lo):
@@ -54,6 +61,9 @@ def check_rules(keep, n_fg, ov, fg_quota, rois, fg_thresh=0.5, hi=0.5, lo=0.1):
 def test_boundary_values_are_split_as_upstream():
     fg, bg = ref_split(BOUNDARY, 0.5, 0.5, 0.1)
     assert fg == [0, 5, 6, 8] and bg == [1, 2, 7, 9, 10]
+    for ov in (BOUNDARY, torch.from_numpy(BOUNDARY)):
+        got_fg, got_bg = fg_bg_candidates(ov, 0.5, 0.5, 0.1)
+        assert got_fg.tolist() == fg and got_bg.tolist() == bg
     keep, n_fg = sample_fg_bg(BOUNDARY, 100, 100, 0.5, 0.5, 0.1, numpy_choice(np.random.RandomState(0)))
     assert n_fg == 4 and sorted(keep[:4].tolist()) == fg and sorted(keep[4:].tolist()) == bg
     t = torch.from_numpy(BOUNDARY)

@@ -12,6 +12,8 @@ Fast R-CNN RoI sampling, per image (``rois_per_image = BATCH_SIZE / IMS_PER_BATC
 3. labels = max_classes, bg set to 0; RoIs scaled by the image scale, batch index first;
 4. targets expanded to 4K columns (class c -> columns 4c..4c+3), inside weights there,
    outside weights = (inside > 0).
+Steps 1-2 are ``frcnn.roi_data.sampling`` (drawing with ``rng.choice``) and step 4 is
+``frcnn.roi_data.class_targets``, shared with the end2end proposal target layer.
 RPN path (one image): ``im_info`` = (H, W, scale), ``gt_boxes`` = scaled boxes + class of
 rows with ``gt_classes != 0``.
 """
@@ -160,7 +162,7 @@ def build_minibatch(
             )
             targets_l.append(t)
             inside_l.append(w)
-    blobs["rois"] = np.vstack(rois_l).astype(np.float32) if rois_l else np.zeros((0, 5), np.float32)
+    blobs["rois"] = np.vstack(rois_l).astype(np.float32)
     blobs["labels"] = np.hstack(labels_l).astype(np.float32)
     if conf.bbox_reg:
         blobs["bbox_targets"] = np.vstack(targets_l)

@@ -61,6 +61,16 @@ def where_true(mask: Array) -> Array:
     return np.where(mask)[0]
 
 
+def fg_bg_candidates(
+    max_overlaps: Array, fg_thresh: float, bg_thresh_hi: float, bg_thresh_lo: float
+) -> tuple[Array, Array]:
+    """The rows that may be sampled as fg (max overlap >= ``fg_thresh``) and as bg (max overlap
+    in ``[bg_thresh_lo, bg_thresh_hi)``), as int64 indices of ``max_overlaps``' kind."""
+    fg_inds = where_true(max_overlaps >= fg_thresh)
+    bg_inds = where_true((max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo))
+    return fg_inds, bg_inds
+
+
 def sample_fg_bg(
     max_overlaps: Array,
     fg_rois_per_image: int,
@@ -74,10 +84,9 @@ def sample_fg_bg(
 
     ``max_overlaps`` (R,) is a NumPy array or a torch tensor; the indices come back as the
     same kind (int64, on the same device)."""
-    fg_inds = where_true(max_overlaps >= fg_thresh)
+    fg_inds, bg_inds = fg_bg_candidates(max_overlaps, fg_thresh, bg_thresh_hi, bg_thresh_lo)
     num_fg = int(min(fg_rois_per_image, fg_inds.shape[0]))
     fg_inds = choose(fg_inds, num_fg)
-    bg_inds = where_true((max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo))
     num_bg = int(min(rois_per_image - num_fg, bg_inds.shape[0]))
     bg_inds = choose(bg_inds, num_bg)
     if isinstance(fg_inds, torch.Tensor):

@@ -14,9 +14,11 @@ Tops (float32, on ``rpn_rois``' device): ``rois`` (R, 5), ``labels`` (R,), ``bbo
    (t - means) / stds. Expanded to 4K columns: the 4 values at 4c..4c+3 for the label's class
    c > 0, inside weights ``bbox_inside_weights`` there, outside weights = (inside > 0).
 
-Class ids are cast to integers before indexing (upstream #480). Randomness: torch's global
-RNG on the bottoms' device. No gt boxes: every candidate has IoU 0 (bg when bg_thresh_lo is
-0), and no targets. No backward.
+Step 3 and the expansion of step 4 are the data layer's own functions
+(``frcnn.roi_data.sampling``, ``frcnn.roi_data.class_targets``). Class ids are cast to
+integers before indexing (upstream #480). Randomness: torch's global RNG on the bottoms'
+device. No gt boxes: every candidate has IoU 0 (bg when bg_thresh_lo is 0), and no targets.
+No backward.
 """
 
 from __future__ import annotations
