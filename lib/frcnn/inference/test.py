@@ -61,6 +61,11 @@ def get_rois_blob(im_rois: np.ndarray, im_scale_factors: np.ndarray) -> np.ndarr
     return np.hstack((levels, rois)).astype(np.float32, copy=False)
 
 
+def _net_device(net: Any) -> torch.device:
+    """The device of an engine net (where its inputs go)."""
+    return torch.device(net.device)
+
+
 def _numpy(x: torch.Tensor) -> np.ndarray:
     """A blob or net output as a float32 host array."""
     return x.detach().float().cpu().numpy()
@@ -87,7 +92,7 @@ def im_detect(
     timers = timers if timers is not None else {}
     for name in ("preprocess", "forward", "postprocess"):
         timers.setdefault(name, Timer())
-    device = net.device
+    device = _net_device(net)
     has_rpn = bool(cfg.TEST.HAS_RPN)
     if not has_rpn and boxes is None:
         raise ValueError("im_detect: a net without an RPN (TEST.HAS_RPN False) needs proposal boxes")
