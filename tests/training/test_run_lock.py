@@ -186,6 +186,13 @@ def test_lock_of_a_zombie_is_stale(tmp_path, capsys):
     assert "zombie" in capsys.readouterr().out
 
 
+def test_lock_with_our_own_pid_is_stale(tmp_path, capsys):
+    (tmp_path / "p.lock").write_text(f"{os.getpid()}\n")  # an older version's lock, pid reused by us
+    with RunLock(str(tmp_path), "p"):
+        assert _holder(str(tmp_path / "p.lock")).host == socket.gethostname()
+    assert "is this process" in capsys.readouterr().out
+
+
 def test_exit_leaves_a_lock_that_is_not_ours(tmp_path):
     path = str(tmp_path / "p.lock")
     with RunLock(str(tmp_path), "p"):

@@ -210,3 +210,11 @@ def test_remove_stale_files_removes_only_what_a_killed_run_of_these_snapshots_le
     assert sorted(removed) == sorted([*stale, ".p_iter_8.a1b2c3d4.tmp"])
     assert sorted(os.listdir(tmp_path)) == sorted(keep)
     assert snap.remove_stale_files(str(tmp_path / "missing"), "p", "") == []
+
+
+def test_remove_stale_files_looks_where_a_prefix_with_a_folder_puts_the_snapshots(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".p_iter_3.abcd1234.tmp").mkdir()
+    (tmp_path / ".p_iter_3.abcd1234.tmp").mkdir()  # not where 'sub/p' snapshots go
+    assert snap.remove_stale_files(str(tmp_path), "sub/p", "") == [".p_iter_3.abcd1234.tmp"]
+    assert os.listdir(tmp_path / "sub") == [] and os.path.isdir(tmp_path / ".p_iter_3.abcd1234.tmp")

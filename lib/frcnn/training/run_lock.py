@@ -13,7 +13,7 @@ after the pid (the first line is the bare pid, as older versions wrote and read 
 
 A lock is stale, and is taken over with a log line, when it was written on this host and
 its process is gone, is a zombie, or is another process now (the pid was reused: the start
-time differs, or the machine has rebooted since). A lock of another host cannot be checked
+time differs, the machine has rebooted since, or the pid is the caller's own). A lock of another host cannot be checked
 from here and is refused; the message names the holder and how to remove the lock.
 """
 
@@ -160,8 +160,8 @@ def stale_reason(holder: LockHolder, me: LockHolder) -> str | None:
         return None
     if holder.boot_id and me.boot_id and holder.boot_id != me.boot_id:
         return f"written before this machine restarted (pid {holder.pid})"
-    if holder.pid == me.pid and holder.start_ticks == me.start_ticks:
-        return f"left by this same process (pid {holder.pid})"
+    if holder.pid == me.pid:  # not written by this `with`: by us before, or by a dead run with our pid
+        return f"pid {holder.pid} is this process"
     if not _pid_exists(holder.pid):
         return f"its process (pid {holder.pid}) is gone"
     stat = process_stat(holder.pid)
@@ -225,7 +225,10 @@ class RunLock:
                 f"there, remove the stale lock: {rm}"
             )
         else:
-            how = f"Process {holder.pid} is alive on this host; if it is not a training run of this folder, remove the lock: {rm}"
+            how = (
+                f"Process {holder.pid} is alive on this host; if it is not a training run of this folder, "
+                f"remove the lock: {rm}"
+            )
         return RunLockHeld(
             f"{self.path}: another training run is writing snapshots to this folder ({holder.describe()}). "
             f"Wait for it, stop it, or use another EXP_DIR. {how}"

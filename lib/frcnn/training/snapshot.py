@@ -231,7 +231,9 @@ def staged_snapshot(output_dir: str, basename: str) -> Iterator[Callable[[str], 
         yield path_for
         missing = [ext for ext in PUBLISH_ORDER if not os.path.exists(os.path.join(stage, basename + ext))]
         if missing:
-            raise RuntimeError(f"{os.path.join(output_dir, basename)}: the snapshot lacks {', '.join(missing)}")
+            raise RuntimeError(
+                f"{os.path.join(output_dir, basename)}: the snapshot lacks {', '.join(missing)}"
+            )
         for ext in PUBLISH_ORDER:
             writing["file"] = os.path.join(output_dir, basename + ext)
             os.replace(os.path.join(stage, basename + ext), writing["file"])
@@ -257,14 +259,15 @@ def remove_stale_files(output_dir: str, prefix: str, infix: str) -> list[str]:
     :func:`staged_snapshot`, so the set was never complete). Other runs' files, and anything
     not named like ours, are left alone. Call it while holding the run's lock.
     """
-    if not os.path.isdir(output_dir):
+    folder = os.path.join(output_dir, os.path.dirname(run_stem(prefix, infix)))  # a prefix may hold a path
+    if not os.path.isdir(folder):
         return []
     exts = "|".join(re.escape(e) for e in PUBLISH_ORDER)
     ours = re.compile(_basename_pattern(prefix, infix) + f"({exts})?")
     state = re.compile(_basename_pattern(prefix, infix) + f"({re.escape(SOLVERSTATE)}|{re.escape(TRAINSTATE)})")
     removed = []
-    for name in sorted(os.listdir(output_dir)):
-        path = os.path.join(output_dir, name)
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
         target = temporary_target(name)
         if target is not None and ours.fullmatch(target):
             if os.path.isdir(path) and not os.path.islink(path):

@@ -154,17 +154,17 @@ class SolverWrapper:
         (the caffemodel's is un-normalised, and dividing back would not be exact). The
         three appear together or not at all (:func:`snapshot.staged_snapshot`).
         """
-        name = snap.snapshot_basename(self.prefix, self.infix, self.solver.iter)
+        base = self._base(self.solver.iter)  # the prefix may hold a sub-folder
         state: dict[str, Any] = {"iter": self.solver.iter, "fingerprint": np.array(self.fingerprint)}
         if "bbox_pred" in self.net.params:
             state["bbox_pred/w"] = self.net.params["bbox_pred"][0].data
             state["bbox_pred/b"] = self.net.params["bbox_pred"][1].data
-        with snap.staged_snapshot(self.output_dir, name) as staged:
+        with snap.staged_snapshot(os.path.dirname(base), os.path.basename(base)) as staged:
             self.solver.snapshot(staged(snap.SOLVERSTATE))
             snap.save_train_state(staged(snap.TRAINSTATE), state)
             with snap.bbox_pred_unnormalized(self.net, self.bbox_means, self.bbox_stds):
                 self.net.save(staged(snap.CAFFEMODEL))
-        filename = self._base(self.solver.iter) + snap.CAFFEMODEL
+        filename = base + snap.CAFFEMODEL
         print(f"Wrote snapshot to: {filename}")
         return filename
 
