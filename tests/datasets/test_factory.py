@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from frcnn.datasets.factory import combined_roidb, get_imdb
+from frcnn.datasets.factory import get_imdb
 from frcnn.datasets.voc_xml import AnnotationWarning
 
 
@@ -37,29 +37,6 @@ def test_voc_devkit_layout(write_voc, data_cfg):
         res = d.evaluate_detections(all_boxes, os.path.join(data_cfg.DATA_DIR, "out"))
     assert res["ap"]["dog"] == pytest.approx(1.0) and res["mean_ap"] == pytest.approx(1.0)  # 11 x 1/11
     assert os.path.isdir(os.path.join(devkit, "results", "VOC2007", "Main"))
-
-
-def test_joined_sets_keep_upstreams_order(tiny_voc):
-    cfg, _ = tiny_voc
-    cfg.TRAIN.PROPOSAL_METHOD = "gt"
-    d, roidb = combined_roidb("shapes_trainval+shapes_test", cfg)
-    assert d.name == "shapes_trainval+shapes_test"
-    names = [(os.path.basename(e["image"]), e["flipped"]) for e in roidb]
-    # A, A flipped, B, B flipped (upstream concatenated per-imdb training roidbs)
-    assert names == [
-        ("a1.jpg", False),
-        ("a2.jpg", False),
-        ("a3.jpg", False),
-        ("a1.jpg", True),
-        ("a2.jpg", True),
-        ("a3.jpg", True),
-        ("a4.jpg", False),
-        ("a4.jpg", True),
-    ]
-    assert all("max_overlaps" in e for e in roidb)
-    assert d.image_path_at(6).endswith("a4.jpg")
-    with pytest.raises(ValueError, match="for training"):
-        d.evaluate_detections([], "x")
 
 
 def test_joined_sets_must_share_classes(tiny_voc, write_voc):

@@ -14,25 +14,26 @@ def _conf(**kw):
 
 
 def _reference_sample(entries, conf, rng):
-    """Upstream's get_minibatch sampling written out plainly (one loop, no helpers)."""
+    """Upstream's get_minibatch sampling, restated from its description: per image, up to
+    round(fg_fraction * R) fg rows (overlap >= FG_THRESH) drawn without replacement, then bg
+    rows (overlap in [BG_THRESH_LO, BG_THRESH_HI)) to fill R = batch_size / images; the RNG
+    is used in that order (scales, then fg and bg draws per image, skipped when empty)."""
+
+    def draw(pool, n):
+        return rng.choice(pool, size=n, replace=False) if pool.size else pool
+
     scale_inds = rng.randint(0, high=len(conf.scales), size=len(entries))
     rois_per_image = conf.batch_size // len(entries)
     fg_per_image = int(np.round(conf.fg_fraction * rois_per_image))
     out = []
     for e in entries:
         ov = e["max_overlaps"]
-        fg = np.where(ov >= conf.fg_thresh)[0]
-        n_fg = int(min(fg_per_image, fg.size))
-        if fg.size > 0:
-            fg = rng.choice(fg, size=n_fg, replace=False)
-        bg = np.where((ov < conf.bg_thresh_hi) & (ov >= conf.bg_thresh_lo))[0]
-        n_bg = int(min(rois_per_image - n_fg, bg.size))
-        if bg.size > 0:
-            bg = rng.choice(bg, size=n_bg, replace=False)
-        keep = np.append(fg, bg).astype(int)
-        labels = e["max_classes"][keep].copy()
-        labels[n_fg:] = 0
-        out.append((keep, labels, n_fg))
+        fg_pool = np.flatnonzero(ov >= conf.fg_thresh)
+        bg_pool = np.flatnonzero((ov >= conf.bg_thresh_lo) & (ov < conf.bg_thresh_hi))
+        n_fg = min(fg_per_image, fg_pool.size)
+        keep = np.concatenate([draw(fg_pool, n_fg), draw(bg_pool, min(rois_per_image - n_fg, bg_pool.size))])
+        labels = np.where(np.arange(keep.size) < n_fg, e["max_classes"][keep.astype(int)], 0)
+        out.append((keep.astype(int), labels, n_fg))
     return scale_inds, out
 
 

@@ -10,16 +10,9 @@ from frcnn.boxes.overlaps import bbox_overlaps
 from frcnn.config import get_default_config
 from frcnn.rpn.anchor_target_layer import AnchorTargetLayer
 from frcnn.rpn.generate_anchors import generate_anchors
+from tests.rpn.reference import ref_encode
 
 # ------------------------------------------------------------------ NumPy reference (upstream, no sampling)
-
-
-def ref_encode(ex, gt):
-    ew, eh = ex[:, 2] - ex[:, 0] + 1.0, ex[:, 3] - ex[:, 1] + 1.0
-    gw, gh = gt[:, 2] - gt[:, 0] + 1.0, gt[:, 3] - gt[:, 1] + 1.0
-    ex_x, ex_y = ex[:, 0] + 0.5 * ew, ex[:, 1] + 0.5 * eh
-    gx, gy = gt[:, 0] + 0.5 * gw, gt[:, 1] + 0.5 * gh
-    return np.vstack(((gx - ex_x) / ew, (gy - ex_y) / eh, np.log(gw / ew), np.log(gh / eh))).T
 
 
 def ref_anchor_targets(base, height, width, gt_boxes, im_info, stride=16, border=0, pos=0.7, neg=0.3,
@@ -232,12 +225,12 @@ def test_from_caffe_reads_param_str_and_cfg():
     cfg.TRAIN.RPN_CLOBBER_POSITIVES = True
     layer = AnchorTargetLayer.from_caffe("'feat_stride': 16\n'scales': [4, 8, 16, 32]", "TRAIN", cfg)
     assert layer.num_anchors == 12 and layer.batch_size == 64 and layer.num_fg == 32 and layer.clobber_positives
-    layer = AnchorTargetLayer.from_caffe("'feat_stride': 16", "TRAIN", None)
+    layer = AnchorTargetLayer.from_caffe("'feat_stride': 16", "TRAIN", get_default_config())
     assert layer.num_anchors == 9 and layer.batch_size == 256 and layer.allowed_border == 0
     with pytest.raises(ValueError, match="feat_stride"):
-        AnchorTargetLayer.from_caffe("'scales': [8]", "TRAIN", None)
+        AnchorTargetLayer.from_caffe("'scales': [8]", "TRAIN", cfg)
     with pytest.raises(ValueError, match="unknown key"):
-        AnchorTargetLayer.from_caffe("'feat_stride': 16\n'stride': 3", "TRAIN", None)
+        AnchorTargetLayer.from_caffe("'feat_stride': 16\n'stride': 3", "TRAIN", cfg)
 
 
 def test_bad_bottoms_raise():

@@ -170,7 +170,7 @@ def test_float64_inputs_and_no_gradient():
 def test_phase_picks_the_config():
     cfg = get_default_config()
     train = ProposalLayer.from_caffe("'feat_stride': 16", "TRAIN", cfg)
-    test = ProposalLayer.from_caffe("'feat_stride': 16", "TEST", None)
+    test = ProposalLayer.from_caffe("'feat_stride': 16", "TEST", get_default_config())
     assert (train.pre_nms_top_n, train.post_nms_top_n) == (12000, 2000)
     assert (test.pre_nms_top_n, test.post_nms_top_n, test.nms_thresh, test.min_size) == (6000, 300, 0.7, 16)
     cfg.TEST.RPN_PRE_NMS_TOP_N, cfg.TEST.RPN_POST_NMS_TOP_N = -1, 2000  # rpn_generate's settings
@@ -211,3 +211,33 @@ def test_half_precision_bottoms_are_decoded_in_float32():
     ref = layer(torch.from_numpy(prob).half().float(), torch.from_numpy(deltas).half().float(), info)
     assert half[0].dtype == torch.float32
     torch.testing.assert_close(half[0], ref[0], rtol=0, atol=0)
+
+
+UPSTREAM_PROPOSAL = '''layer { name: "proposal" type: "Python" bottom: "rpn_cls_prob_reshape" bottom: "rpn_bbox_pred"
+  bottom: "im_info" top: "rois"
+  python_param { module: "rpn.proposal_layer" layer: "ProposalLayer" param_str: "'feat_stride': 16" } }
+layer { name: "proposal2" type: "Python" bottom: "rpn_cls_prob_reshape" bottom: "rpn_bbox_pred"
+  bottom: "im_info" top: "rois2"
+  python_param { module: "rpn.proposal_layer" layer: "ProposalLayer" param_str: "'feat_stride': 16" } }'''
+
+
+def test_a_net_built_without_cfg_gives_its_python_layers_one_default_config(monkeypatch):
+    from frcnn.caffe import net as net_module
+    from tests.caffe.helpers import net_for
+
+    made = []
+
+    def counted_default_config():
+        made.append(get_default_config())
+        return made[-1]
+
+    monkeypatch.setattr(net_module, "get_default_config", counted_default_config)
+    inputs = {"rpn_cls_prob_reshape": (1, 18, 4, 5), "rpn_bbox_pred": (1, 36, 4, 5), "im_info": (1, 3)}
+    net = net_for(UPSTREAM_PROPOSAL, inputs, "TEST")
+    assert len(made) == 1  # once, at the engine's edge, for both layers
+    layers = [layer.impl for layer in net.layers if hasattr(layer, "impl")]
+    assert [(x.pre_nms_top_n, x.post_nms_top_n) for x in layers] == [(6000, 300)] * 2
+    cfg = get_default_config()
+    cfg.TEST.RPN_POST_NMS_TOP_N = 50
+    net = net_for(UPSTREAM_PROPOSAL, inputs, "TEST", cfg=cfg)
+    assert len(made) == 1 and net.layers[-1].impl.post_nms_top_n == 50

@@ -8,18 +8,11 @@ from frcnn.boxes.overlaps import bbox_overlaps
 from frcnn.boxes.transform import bbox_transform_inv
 from frcnn.config import get_default_config
 from frcnn.rpn.proposal_target_layer import ProposalTargetLayer
+from tests.rpn.reference import ref_encode
 
 STDS, MEANS = np.array([0.1, 0.1, 0.2, 0.2]), np.array([0.0, 0.0, 0.0, 0.0])
 
 # ------------------------------------------------------------------ NumPy reference (upstream, no shuffling)
-
-
-def ref_encode(ex, gt):
-    ew, eh = ex[:, 2] - ex[:, 0] + 1.0, ex[:, 3] - ex[:, 1] + 1.0
-    gw, gh = gt[:, 2] - gt[:, 0] + 1.0, gt[:, 3] - gt[:, 1] + 1.0
-    ex_x, ex_y = ex[:, 0] + 0.5 * ew, ex[:, 1] + 0.5 * eh
-    gx, gy = gt[:, 0] + 0.5 * gw, gt[:, 1] + 0.5 * gh
-    return np.vstack(((gx - ex_x) / ew, (gy - ex_y) / eh, np.log(gw / ew), np.log(gh / eh))).T
 
 
 def ref_proposal_targets(rois, gt, num_classes, batch=128, fg_frac=0.25, fg_th=0.5, hi=0.5, lo=0.1, norm=False):
@@ -102,6 +95,21 @@ def test_sampling_caps_128_rois_32_fg():
     assert np.all(ov[:32] >= 0.5) and np.all(ov[32:] < 0.5)
     torch.manual_seed(0)
     torch.testing.assert_close(run(layer, rois, gt)[0], out_rois)  # torch's global RNG: repeatable
+
+
+def test_draws_are_randperms_of_the_candidate_sets_in_order():
+    """The random stream of the end2end path: one randperm over the fg candidates, then one over
+    the bg candidates (upstream's npr.choice, on torch's global RNG), rows kept in draw order."""
+    rois, gt = random_case(np.random.RandomState(8), n_rois=600)
+    all_rois = np.vstack((rois, np.hstack((np.zeros((len(gt), 1), np.float32), gt[:, :4]))))
+    ov = bbox_overlaps(all_rois[:, 1:].astype(np.float64), gt[:, :4].astype(np.float64)).max(1)
+    fg, bg = np.where(ov >= 0.5)[0], np.where((ov < 0.5) & (ov >= 0.0))[0]
+    assert len(fg) > 32 and len(bg) > 96
+    torch.manual_seed(5)
+    out_rois = run(ProposalTargetLayer(6, bg_thresh_lo=0.0), rois, gt)[0]
+    torch.manual_seed(5)
+    keep = np.r_[fg[torch.randperm(len(fg))[:32].numpy()], bg[torch.randperm(len(bg))[:96].numpy()]]
+    np.testing.assert_array_equal(out_rois.numpy(), all_rois[keep])
 
 
 def test_few_background_gives_a_short_minibatch():
@@ -191,7 +199,7 @@ def test_from_caffe_reads_the_end2end_config():
     layer = ProposalTargetLayer.from_caffe("'num_classes': 21", "TRAIN", cfg)
     assert (layer.num_classes, layer.rois_per_image, layer.fg_rois_per_image) == (21, 128, 32)
     assert layer.bg_thresh_lo == 0.0 and layer.normalize and layer.stds == (0.1, 0.1, 0.2, 0.2)
-    assert not ProposalTargetLayer.from_caffe("'num_classes': 21", "TRAIN", None).normalize
+    assert not ProposalTargetLayer.from_caffe("'num_classes': 21", "TRAIN", get_default_config()).normalize
     with pytest.raises(ValueError, match="num_classes"):
         ProposalTargetLayer.from_caffe("'feat_stride': 16", "TRAIN", cfg)
 

@@ -29,6 +29,12 @@ def test_find_snapshots_sorts_by_iteration_and_ignores_other_runs(tmp_path):
     assert [it for it, _ in snap.resumable_snapshots(str(tmp_path), "p", "")] == [20]
 
 
+def _normalize_bbox_pred(weight, bias, means, stds):
+    """The inverse of snapshot.unnormalize_bbox_pred (up to rounding): ``W / std``, ``(b - mean) / std``."""
+    means_t, stds_t = torch.as_tensor(means), torch.as_tensor(stds)
+    return weight / stds_t.to(weight).reshape(-1, 1), (bias - means_t.to(bias)) / stds_t.to(bias)
+
+
 def test_unnormalize_bbox_pred_is_w_times_std_and_b_times_std_plus_mean():
     K = 3
     rng = np.random.RandomState(0)
@@ -44,7 +50,7 @@ def test_unnormalize_bbox_pred_is_w_times_std_and_b_times_std_plus_mean():
     x = torch.from_numpy(rng.randn(7, 5).astype(np.float32))
     raw = x @ W.T + b
     np.testing.assert_allclose((x @ W2.T + b2).numpy(), raw.numpy() * stds + means, rtol=1e-5, atol=1e-6)
-    W3, b3 = snap.normalize_bbox_pred(W2, b2, means, stds)
+    W3, b3 = _normalize_bbox_pred(W2, b2, means, stds)
     np.testing.assert_allclose(W3.numpy(), W.numpy(), rtol=1e-5)
     np.testing.assert_allclose(b3.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
@@ -114,24 +120,101 @@ def test_remove_snapshot_keeps_model_when_asked(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_run_lock_refuses_a_second_live_run_and_takes_over_a_stale_lock(tmp_path):
-    import subprocess
-    import sys
+# ------------------------------------------------------------------ all three files or none
 
-    lock = snap.RunLock(str(tmp_path), "p", "stage1")
-    assert os.path.basename(lock.path) == "p_stage1.lock"
-    with lock, open(lock.path) as f:
-        assert f.read().strip() == str(os.getpid())
-    assert not os.path.exists(lock.path)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        with open(lock.path, "w") as f:
-            f.write(f"{sleeper.pid}\n")
-        with pytest.raises(RuntimeError, match=f"pid {sleeper.pid}"), snap.RunLock(str(tmp_path), "p", "stage1"):
-            pass
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    with snap.RunLock(str(tmp_path), "p", "stage1"):  # its process is gone: stale, taken over
-        pass
-    assert not os.path.exists(lock.path)
+
+def _write_all(staged, content=b"x"):
+    for ext in (snap.SOLVERSTATE, snap.TRAINSTATE, snap.CAFFEMODEL):
+        with open(staged(ext), "wb") as f:
+            f.write(content + ext.encode())
+
+
+def test_staged_snapshot_publishes_all_three_caffemodel_last(tmp_path, monkeypatch):
+    renamed = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        # a reader at this moment sees a complete set or no caffemodel at all
+        found = snap.find_snapshots(str(tmp_path), "p", "")
+        assert found == snap.resumable_snapshots(str(tmp_path), "p", "")
+        renamed.append(os.path.basename(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(snap.os, "replace", recording_replace)
+    with snap.staged_snapshot(str(tmp_path), "p_iter_3") as staged:
+        assert os.path.dirname(staged(snap.CAFFEMODEL)) != str(tmp_path)  # nothing visible yet
+        _write_all(staged)
+        assert os.listdir(tmp_path) == [os.path.basename(os.path.dirname(staged(snap.CAFFEMODEL)))]
+    assert renamed == ["p_iter_3.solverstate", "p_iter_3.trainstate.npz", "p_iter_3.caffemodel"]
+    assert sorted(os.listdir(tmp_path)) == sorted(renamed)
+    assert (tmp_path / "p_iter_3.caffemodel").read_bytes() == b"x.caffemodel"
+
+
+def test_staged_snapshot_publishes_nothing_when_a_write_fails(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"), snap.staged_snapshot(str(tmp_path), "p_iter_3") as staged:
+        with open(staged(snap.SOLVERSTATE), "wb") as f:
+            f.write(b"complete")
+        raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+    lacks = pytest.raises(RuntimeError, match=r"p_iter_4: the snapshot lacks \.caffemodel")
+    with lacks, snap.staged_snapshot(str(tmp_path), "p_iter_4") as staged:
+        for ext in (snap.SOLVERSTATE, snap.TRAINSTATE):
+            with open(staged(ext), "wb") as f:
+                f.write(b"s")
+    assert os.listdir(tmp_path) == []
+
+
+def test_disk_full_names_the_file_and_says_enospc(tmp_path):
+    import errno
+
+    # torch's writer reports a full disk as "unexpected pos ...", the OSError as its context
+    with pytest.raises(snap.SnapshotDiskFull) as err, snap.staged_snapshot(str(tmp_path), "p_iter_3") as staged:
+        staged(snap.SOLVERSTATE)
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+    e = err.value
+    assert isinstance(e, OSError) and e.errno == errno.ENOSPC
+    assert str(tmp_path / "p_iter_3.solverstate") in str(e) and "ENOSPC" in str(e) and "disk is full" in str(e)
+    assert os.listdir(tmp_path) == []
+    quota = pytest.raises(snap.SnapshotDiskFull, match=r"p_iter_3\.caffemodel: no space left.*EDQUOT")
+    with quota, snap.staged_snapshot(str(tmp_path), "p_iter_3") as staged:
+        staged(snap.CAFFEMODEL)
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    with pytest.raises(OSError) as other, snap.staged_snapshot(str(tmp_path), "p_iter_3") as staged:
+        raise OSError(errno.EACCES, "Permission denied")  # not a full disk: raised as it was
+    assert not isinstance(other.value, snap.SnapshotDiskFull)
+
+
+def test_remove_stale_files_removes_only_what_a_killed_run_of_these_snapshots_left(tmp_path):
+    keep = [
+        "p_iter_2.caffemodel", "p_iter_2.solverstate", "p_iter_2.trainstate.npz",  # complete
+        "p_iter_1.caffemodel",  # an older snapshot's weights
+        "q_iter_5.solverstate",  # another run's files
+        ".q_iter_5.caffemodel.abcd1234.tmp",
+        ".p_iter_2.notes.abcd1234.tmp",  # not a snapshot file of ours
+        "p_iter_7.txt", ".p.lock.abcd1234", "p_stage1_iter_3.solverstate",
+    ]  # fmt: skip
+    stale = [
+        ".p_iter_4.caffemodel.k2_9xq0a.tmp",  # atomic_write's temporary, killed before the rename
+        ".p_iter_4.solverstate.zzzzzzzz.tmp",
+        "p_iter_6.solverstate",  # killed between the renames: states without their caffemodel
+        "p_iter_6.trainstate.npz",
+    ]
+    for name in keep + stale:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / ".p_iter_8.a1b2c3d4.tmp").mkdir()  # a staging folder
+    (tmp_path / ".p_iter_8.a1b2c3d4.tmp" / "p_iter_8.solverstate").write_bytes(b"half")
+    removed = snap.remove_stale_files(str(tmp_path), "p", "")
+    assert sorted(removed) == sorted([*stale, ".p_iter_8.a1b2c3d4.tmp"])
+    assert sorted(os.listdir(tmp_path)) == sorted(keep)
+    assert snap.remove_stale_files(str(tmp_path / "missing"), "p", "") == []
+
+
+def test_remove_stale_files_looks_where_a_prefix_with_a_folder_puts_the_snapshots(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".p_iter_3.abcd1234.tmp").mkdir()
+    (tmp_path / ".p_iter_3.abcd1234.tmp").mkdir()  # not where 'sub/p' snapshots go
+    assert snap.remove_stale_files(str(tmp_path), "sub/p", "") == [".p_iter_3.abcd1234.tmp"]
+    assert os.listdir(tmp_path / "sub") == [] and os.path.isdir(tmp_path / ".p_iter_3.abcd1234.tmp")

@@ -201,3 +201,26 @@ def test_stage_timing_splits_the_test_net_like_table_5(trained):
     ref = detections_for_image(scores, boxes, cpu_nms, cfg.TEST.NMS, 0.05, 100)
     for a, b in zip(dets, ref):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_an_added_hook_sees_every_iteration_and_snapshot(tmp_path):
+    from frcnn.training.train import Hook, train_net
+
+    class LossCurve(Hook):  # what a loss-plotting hook would collect
+        def __init__(self):
+            self.points, self.snapshots = [], []
+
+        def after_step(self, loop):
+            self.points.append((loop.iter, loop.total_loss))
+
+        def after_snapshot(self, loop, path):
+            self.snapshots.append(os.path.basename(path))
+
+    cfg, nets = _setup(tmp_path, SNAPSHOT_ITERS=2)
+    set_random_seeds(cfg.RNG_SEED)
+    roidb, imdb = get_roidb("tiny_trainval", cfg)
+    curve = LossCurve()
+    paths = train_net(nets["solver"], roidb, get_output_dir(cfg, imdb.name), cfg, max_iters=3, hooks=[curve])
+    assert [i for i, _ in curve.points] == [1, 2, 3] and all(np.isfinite([v for _, v in curve.points]))
+    assert curve.snapshots == ["tiny_iter_2.caffemodel", "tiny_iter_3.caffemodel"]
+    assert [os.path.basename(p) for p in paths] == curve.snapshots

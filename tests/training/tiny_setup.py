@@ -103,25 +103,28 @@ def write_tiny_nets(folder: str, num_classes: int = 3, base_lr: float = 0.01, pr
     return paths
 
 
+#: the end2end settings scaled down to the tiny set and net, on the CPU
+TINY_SETTINGS = {
+    "GPU_ID": -1,
+    "USE_GPU_NMS": False,
+    "TRAIN": {
+        "SCALES": (192,),
+        "MAX_SIZE": 256,
+        "RPN_BATCHSIZE": 64,
+        "BATCH_SIZE": 32,
+        "RPN_PRE_NMS_TOP_N": 600,
+        "RPN_POST_NMS_TOP_N": 100,
+        "SNAPSHOT_ITERS": 4,
+    },
+    "TEST": {"SCALES": (192,), "MAX_SIZE": 256, "RPN_PRE_NMS_TOP_N": 300, "RPN_POST_NMS_TOP_N": 50},
+}
+
+
 def tiny_config(data_dir: str, out_root: str):
     """end2end settings (experiments/cfgs/faster_rcnn_end2end.yml) at the tiny scale, on the CPU."""
-    from frcnn.config import cfg_from_file
+    from frcnn.config import cfg_from_file, merge_dict
 
     cfg = get_default_config()
     cfg_from_file(os.path.join(ROOT, "experiments", "cfgs", "faster_rcnn_end2end.yml"), cfg)
-    cfg.DATA_DIR = data_dir
-    cfg.ROOT_DIR = out_root
-    cfg.GPU_ID = -1
-    cfg.USE_GPU_NMS = False
-    cfg.TRAIN.SCALES = (192,)
-    cfg.TRAIN.MAX_SIZE = 256
-    cfg.TEST.SCALES = (192,)
-    cfg.TEST.MAX_SIZE = 256
-    cfg.TRAIN.RPN_BATCHSIZE = 64
-    cfg.TRAIN.BATCH_SIZE = 32
-    cfg.TRAIN.RPN_PRE_NMS_TOP_N = 600
-    cfg.TRAIN.RPN_POST_NMS_TOP_N = 100
-    cfg.TEST.RPN_PRE_NMS_TOP_N = 300
-    cfg.TEST.RPN_POST_NMS_TOP_N = 50
-    cfg.TRAIN.SNAPSHOT_ITERS = 4
+    merge_dict({"DATA_DIR": data_dir, "ROOT_DIR": out_root, **TINY_SETTINGS}, cfg, where="tiny_config")
     return cfg

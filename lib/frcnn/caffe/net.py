@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from frcnn.config import get_default_config
+
 from .blob import Blob, ParamBlob
 from .layers import Layer, layer_class
 from .layers.data import Input
@@ -66,7 +68,10 @@ class Net(torch.nn.Module):
         self._loss_tops: list[tuple[int, int, float]] = []  # (layer index, top index, weight)
         self._propagate: list[list[bool]] = []
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
-        self._build(net_layers(msg, phase, level, tuple(stages)), {"cfg": cfg, "allow_python_modules": allow_python_modules})
+        if cfg is None:  # a net built on its own (e.g. an upstream prototxt): the defaults, made once here
+            cfg = get_default_config()
+        ctx = {"cfg": cfg, "allow_python_modules": allow_python_modules}
+        self._build(net_layers(msg, phase, level, tuple(stages)), ctx)
         self.train(phase == TRAIN)
         self.loss: torch.Tensor | None = None
         if weights is not None:

@@ -32,6 +32,25 @@ def _dirs(cfg: Any) -> tuple[str, str]:
     return data_dir, os.path.join(data_dir, "cache")
 
 
+def _upstream_imdb(name: str, data_dir: str, cache_dir: str) -> imdb | None:
+    """``voc_<year>_<split>`` or ``coco_<year>_<split>`` in upstream's folders, else None."""
+    m = re.fullmatch(r"(voc|coco)_(\d{4})_(.+)", name)
+    if m is None:
+        return None
+    family, year, split = m.groups()
+    if family == "voc":
+        from frcnn.datasets.pascal_voc import pascal_voc as dataset
+
+        root, proposals = "VOCdevkit" + year, "selective_search_data"
+    else:
+        from frcnn.datasets.coco import coco as dataset
+
+        root, proposals = "coco", "coco_proposals"
+    return dataset(
+        split, year, os.path.join(data_dir, root), cache_dir, proposals_dir=os.path.join(data_dir, proposals)
+    )
+
+
 def _custom_imdb(name: str, data_dir: str, cache_dir: str) -> imdb | None:
     from frcnn.datasets.voc_format import VOCFormatDataset, is_voc_folder
 
@@ -80,30 +99,9 @@ def get_imdb(name: str, cfg: Any) -> imdb:
         from frcnn.datasets.combined import CombinedImdb
 
         return CombinedImdb([get_imdb(n, cfg) for n in name.split("+")], name)
-    m = re.fullmatch(r"voc_(\d{4})_(.+)", name)
-    if m:
-        from frcnn.datasets.pascal_voc import pascal_voc
-
-        year, split = m.groups()
-        return pascal_voc(
-            split,
-            year,
-            os.path.join(data_dir, "VOCdevkit" + year),
-            cache_dir,
-            proposals_dir=os.path.join(data_dir, "selective_search_data"),
-        )
-    m = re.fullmatch(r"coco_(\d{4})_(.+)", name)
-    if m:
-        from frcnn.datasets.coco import coco
-
-        year, split = m.groups()
-        return coco(
-            split,
-            year,
-            os.path.join(data_dir, "coco"),
-            cache_dir,
-            proposals_dir=os.path.join(data_dir, "coco_proposals"),
-        )
+    found = _upstream_imdb(name, data_dir, cache_dir)
+    if found is not None:
+        return found
     found = _custom_imdb(name, data_dir, cache_dir)
     if found is not None:
         return found
@@ -139,21 +137,3 @@ def list_imdbs(cfg: Any) -> list[str]:
                 ann = os.path.join(root, "annotations")
                 names += [f"{base}_{f[:-5]}" for f in sorted(os.listdir(ann)) if f.endswith(".json")]
     return names
-
-
-def combined_roidb(imdb_names: str, cfg: Any) -> tuple[imdb, list[dict]]:
-    """Upstream's ``train_net.combined_roidb``: the imdb for ``imdb_names`` (``a+b`` allowed)
-    with ``TRAIN.PROPOSAL_METHOD`` set, flipped copies appended if ``TRAIN.USE_FLIPPED``, and
-    the roidb prepared for training. Returns (imdb, roidb)."""
-    from frcnn.roi_data.roidb import prepare_roidb
-
-    d = get_imdb(imdb_names, cfg)
-    print(f"Loaded dataset `{d.name}` for training")
-    d.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
-    print(f"Set proposal method: {cfg.TRAIN.PROPOSAL_METHOD}")
-    if cfg.TRAIN.USE_FLIPPED:
-        print("Appending horizontally-flipped training examples...")
-        d.append_flipped_images()
-    print("Preparing training data...")
-    prepare_roidb(d)
-    return d, d.roidb

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,29 @@ def _overlaps(boxes: np.ndarray, query: np.ndarray) -> np.ndarray:
     )
 
 
+T = TypeVar("T")
+
+
+class _ReadOnly(Generic[T]):
+    """A read-only attribute that returns ``self.<private>`` (upstream's imdb exposes its
+    fields as properties; subclasses set the private names)."""
+
+    def __init__(self, private: str, doc: str) -> None:
+        self.private = private
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.public = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]  (the class attribute, for help())
+        return getattr(obj, self.private)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"imdb.{self.public} is read-only (set {self.private})")
+
+
 class imdb:
     """Image database base class."""
 
@@ -62,21 +85,13 @@ class imdb:
         self.config: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- properties
-    @property
-    def name(self) -> str:
-        return self._name
+    name = _ReadOnly[str]("_name", "The set's name, e.g. ``voc_2007_trainval``.")
+    classes = _ReadOnly[tuple]("_classes", "The class names; index 0 is ``__background__``.")
+    image_index = _ReadOnly[list]("_image_index", "The image ids, in roidb order.")
 
     @property
     def num_classes(self) -> int:
         return len(self._classes)
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self._classes
-
-    @property
-    def image_index(self) -> list:
-        return self._image_index
 
     @property
     def num_images(self) -> int:

@@ -111,8 +111,6 @@ def load_proposal_file(path: str) -> tuple[list[np.ndarray], list[str] | None]:
     ext = os.path.splitext(path)[1].lower()
     if ext == ".mat":
         return load_selective_search_mat(path)
-    if ext == ".npz":
-        return load_proposals(path)
-    if ext == ".pkl":
-        return load_proposals(path)  # raises the explanatory error
+    if ext in (".npz", ".pkl"):
+        return load_proposals(path)  # a .pkl gets the explanatory error
     raise ValueError(f"{path}: unknown proposal file type '{ext}' (expected .npz or .mat)")

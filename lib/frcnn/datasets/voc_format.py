@@ -163,7 +163,7 @@ class VOCFormatDataset(imdb):
         with open(path) as f:
             index = [x.strip() for x in f]
         index = [x for x in index if x]
-        for n, x in enumerate(index):
+        for x in index:
             if len(x.split()) != 1:
                 raise ValueError(f"{path}: line '{x}' is not a single image id (ids cannot hold spaces)")
         if not index:

@@ -7,14 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.datasets.pascal_voc import VOC_CLASSES
 from frcnn.inference.test import im_detect
 from frcnn.utils.timer import Timer
 
-VOC_CLASSES = (
-    "__background__",
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
+__all__ = ["CONF_THRESH", "NMS_THRESH", "VOC_CLASSES", "demo_detections"]
 
 #: upstream's demo settings
 CONF_THRESH = 0.8

@@ -62,38 +62,31 @@ def get_rois_blob(im_rois: np.ndarray, im_scale_factors: np.ndarray) -> np.ndarr
 
 
 def _net_device(net: Any) -> torch.device:
-    dev = getattr(net, "device", None)
-    if dev is not None:
-        return torch.device(dev)
-    for p in net.parameters():
-        return p.device
-    return torch.device("cpu")
+    """The device of an engine net (where its inputs go)."""
+    return torch.device(net.device)
 
 
-def _numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy()
-    return np.asarray(x)
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    """A blob or net output as a float32 host array."""
+    return x.detach().float().cpu().numpy()
 
 
 def im_detect(
     net: Any,
     im: np.ndarray,
     boxes: np.ndarray | None = None,
-    cfg: Any = None,
+    *,
+    cfg: Any,
     timers: dict[str, Timer] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Detect object classes in a BGR image.
 
     Returns ``scores`` (R, K) and ``boxes`` (R, 4K) in original-image pixels. ``boxes`` are
     the proposals (R, 4) for a Fast R-CNN net; None for a net with an RPN
-    (``cfg.TEST.HAS_RPN``). ``timers``, if given, gets ``preprocess``, ``forward`` and
+    (``cfg.TEST.HAS_RPN``). ``cfg`` is the run's config (upstream read a global one), a
+    required keyword. ``timers``, if given, gets ``preprocess``, ``forward`` and
     ``postprocess`` entries.
     """
-    if cfg is None:
-        from frcnn.config import get_default_config
-
-        cfg = get_default_config()
     timers = timers if timers is not None else {}
     for name in ("preprocess", "forward", "postprocess"):
         timers.setdefault(name, Timer())
@@ -236,5 +229,3 @@ def apply_nms(all_boxes: list, thresh: float, nms_fn: Any = None) -> list:
             out[j][i] = dets[np.asarray(keep, dtype=np.int64), :].copy()
     return out
 
-
-test_net.__test__ = False  # not a pytest test, whatever its name

@@ -83,7 +83,7 @@ class RoIDataLayer(PythonLayer):
             aspect_grouping=bool(t.ASPECT_GROUPING),
             seed=int(cfg.RNG_SEED),
             use_prefetch=bool(t.USE_PREFETCH),
-            num_workers=int(t.get("PREFETCH_WORKERS", 2)),
+            num_workers=int(t.PREFETCH_WORKERS),
         )
 
     def top_shapes(self, bottom_shapes: list) -> list:
@@ -99,7 +99,6 @@ class RoIDataLayer(PythonLayer):
     # ---------------------------------------------------------------- order
     def _shuffle_roidb_inds(self) -> None:
         """Randomly permute the training roidb."""
-        assert self._roidb is not None
         if self.aspect_grouping:
             widths = np.array([r["width"] for r in self._roidb])
             heights = np.array([r["height"] for r in self._roidb])
@@ -119,7 +118,6 @@ class RoIDataLayer(PythonLayer):
 
     def _get_next_minibatch_inds(self) -> np.ndarray:
         """The roidb indices of the next minibatch."""
-        assert self._roidb is not None
         if self._cur + self.ims_per_batch >= len(self._roidb):
             self._shuffle_roidb_inds()
         db_inds = self._perm[self._cur : self._cur + self.ims_per_batch]
@@ -164,7 +162,7 @@ class RoIDataLayer(PythonLayer):
         }
 
     def _restore(self, state: dict) -> None:
-        n = len(self._roidb) if self._roidb is not None else 0
+        n = len(self._roidb)
         if int(state["num_images"]) != n:
             raise ValueError(
                 f"RoIDataLayer.set_state: the state was saved for {int(state['num_images'])} images, "
@@ -224,8 +222,7 @@ class RoIDataLayer(PythonLayer):
 
     def close(self) -> None:
         """Stop the background workers (pending minibatches are dropped)."""
-        if self._roidb is not None:
-            self._drop_pending()
+        self._drop_pending()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None

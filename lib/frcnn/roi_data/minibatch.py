@@ -12,6 +12,8 @@ Fast R-CNN RoI sampling, per image (``rois_per_image = BATCH_SIZE / IMS_PER_BATC
 3. labels = max_classes, bg set to 0; RoIs scaled by the image scale, batch index first;
 4. targets expanded to 4K columns (class c -> columns 4c..4c+3), inside weights there,
    outside weights = (inside > 0).
+Steps 1-2 are ``frcnn.roi_data.sampling`` (drawing with ``rng.choice``) and step 4 is
+``frcnn.roi_data.class_targets``, shared with the end2end proposal target layer.
 RPN path (one image): ``im_info`` = (H, W, scale), ``gt_boxes`` = scaled boxes + class of
 rows with ``gt_classes != 0``.
 """
@@ -24,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.roi_data.class_targets import expand_bbox_targets
+from frcnn.roi_data.sampling import fg_rois_per_image, numpy_choice, sample_fg_bg
 from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
 
 
@@ -72,29 +76,6 @@ class MinibatchPlan:
     fg_counts: list[int] = field(default_factory=list)  # per image: how many of keep_inds are fg
 
 
-def _sample_rois(
-    entry: dict, fg_rois_per_image: int, rois_per_image: int, conf: MinibatchConfig, rng: Any
-) -> tuple[np.ndarray, int]:
-    """(kept row indices, number of fg among them) for one image."""
-    overlaps = entry["max_overlaps"]
-    # select foreground RoIs as those with >= FG_THRESH overlap
-    fg_inds = np.where(overlaps >= conf.fg_thresh)[0]
-    # guard against the case when an image has fewer than fg_rois_per_image foreground RoIs
-    fg_rois_per_this_image = int(min(fg_rois_per_image, fg_inds.size))
-    # sample foreground regions without replacement
-    if fg_inds.size > 0:
-        fg_inds = rng.choice(fg_inds, size=fg_rois_per_this_image, replace=False)
-    # select background RoIs as those within [BG_THRESH_LO, BG_THRESH_HI)
-    bg_inds = np.where((overlaps < conf.bg_thresh_hi) & (overlaps >= conf.bg_thresh_lo))[0]
-    # compute number of background RoIs to take from this image (guarding against there being fewer than desired)
-    bg_rois_per_this_image = int(min(rois_per_image - fg_rois_per_this_image, bg_inds.size))
-    # sample background regions without replacement
-    if bg_inds.size > 0:
-        bg_inds = rng.choice(bg_inds, size=bg_rois_per_this_image, replace=False)
-    keep_inds = np.append(fg_inds, bg_inds).astype(np.int64)
-    return keep_inds, fg_rois_per_this_image
-
-
 def plan_minibatch(roidb: Sequence[dict], conf: MinibatchConfig, rng: Any = None) -> MinibatchPlan:
     """Draw the random choices of a minibatch of ``roidb`` from ``rng`` (default: numpy's global RNG)."""
     rng = np.random if rng is None else rng
@@ -111,9 +92,13 @@ def plan_minibatch(roidb: Sequence[dict], conf: MinibatchConfig, rng: Any = None
     if conf.batch_size % num_images != 0:
         raise ValueError(f"minibatch: num_images ({num_images}) must divide BATCH_SIZE ({conf.batch_size})")
     rois_per_image = conf.batch_size // num_images
-    fg_rois_per_image = int(np.round(conf.fg_fraction * rois_per_image))
+    fg_quota = fg_rois_per_image(conf.fg_fraction, rois_per_image)
+    choose = numpy_choice(rng)
     for entry in roidb:
-        keep, nfg = _sample_rois(entry, fg_rois_per_image, rois_per_image, conf, rng)
+        keep, nfg = sample_fg_bg(
+            entry["max_overlaps"], fg_quota, rois_per_image, conf.fg_thresh, conf.bg_thresh_hi,
+            conf.bg_thresh_lo, choose,
+        )
         plan.keep_inds.append(keep)
         plan.fg_counts.append(nfg)
     return plan
@@ -137,21 +122,6 @@ def get_image_blob(
         im_scales.append(im_scale)
         processed_ims.append(im)
     return im_list_to_blob(processed_ims), im_scales
-
-
-def bbox_regression_labels(
-    bbox_target_data: np.ndarray, num_classes: int, inside_weights: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Expand (R, 5) class + targets to (R, 4K) targets and inside weights (class slot only)."""
-    clss = bbox_target_data[:, 0]
-    bbox_targets = np.zeros((clss.size, 4 * num_classes), dtype=np.float32)
-    bbox_inside_weights = np.zeros(bbox_targets.shape, dtype=np.float32)
-    for ind in np.where(clss > 0)[0]:
-        cls = int(clss[ind])
-        start, end = 4 * cls, 4 * cls + 4
-        bbox_targets[ind, start:end] = bbox_target_data[ind, 1:]
-        bbox_inside_weights[ind, start:end] = inside_weights
-    return bbox_targets, bbox_inside_weights
 
 
 def build_minibatch(
@@ -186,10 +156,13 @@ def build_minibatch(
                     f"{entry.get('image')}: roidb entry lacks bbox_targets "
                     "(call add_bbox_regression_targets before training with BBOX_REG)"
                 )
-            t, w = bbox_regression_labels(entry["bbox_targets"][keep, :], k, conf.bbox_inside_weights)
+            rows = entry["bbox_targets"][keep, :]  # (R, 5): class, tx, ty, tw, th
+            t, w = expand_bbox_targets(
+                rows[:, 0], rows[:, 1:], k, conf.bbox_inside_weights, f"{entry.get('image')}: bbox_targets"
+            )
             targets_l.append(t)
             inside_l.append(w)
-    blobs["rois"] = np.vstack(rois_l).astype(np.float32) if rois_l else np.zeros((0, 5), np.float32)
+    blobs["rois"] = np.vstack(rois_l).astype(np.float32)
     blobs["labels"] = np.hstack(labels_l).astype(np.float32)
     if conf.bbox_reg:
         blobs["bbox_targets"] = np.vstack(targets_l)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.roi_data.sampling import fg_bg_candidates
+
 
 def prepare_roidb(imdb: Any) -> None:
     """Add image path, size and max overlap/class to ``imdb.roidb`` (in place)."""
@@ -155,9 +157,7 @@ def filter_roidb(
     in [bg_thresh_lo, bg_thresh_hi)). An image with no objects and no proposals has neither."""
 
     def is_valid(entry: dict) -> bool:
-        overlaps = entry["max_overlaps"]
-        fg_inds = np.where(overlaps >= fg_thresh)[0]
-        bg_inds = np.where((overlaps < bg_thresh_hi) & (overlaps >= bg_thresh_lo))[0]
+        fg_inds, bg_inds = fg_bg_candidates(entry["max_overlaps"], fg_thresh, bg_thresh_hi, bg_thresh_lo)
         return len(fg_inds) > 0 or len(bg_inds) > 0
 
     filtered = [entry for entry in roidb if is_valid(entry)]

@@ -30,21 +30,29 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 
 from frcnn.boxes.iou import box_iou
 from frcnn.boxes.transform import bbox_transform
-from frcnn.caffe.python_layer import PythonLayer, parse_param_str
-from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
-
-_PARAMS = ("feat_stride", "scales", "ratios", "allowed_border")
+from frcnn.rpn.layer_base import AnchorLayer
 
 
-class AnchorTargetLayer(PythonLayer):
+class AnchorTargetLayer(AnchorLayer):
     """Anchor labels and regression targets for the RPN losses (no backward)."""
 
     top_names = ("rpn_labels", "rpn_bbox_targets", "rpn_bbox_inside_weights", "rpn_bbox_outside_weights")
+    param_defaults: ClassVar[dict[str, Any]] = {**AnchorLayer.param_defaults, "allowed_border": 0}
+    config_keys: ClassVar[dict[str, str]] = {  # constructor argument <- cfg.TRAIN key
+        "positive_overlap": "RPN_POSITIVE_OVERLAP",
+        "negative_overlap": "RPN_NEGATIVE_OVERLAP",
+        "clobber_positives": "RPN_CLOBBER_POSITIVES",
+        "fg_fraction": "RPN_FG_FRACTION",
+        "batch_size": "RPN_BATCHSIZE",
+        "bbox_inside_weights": "RPN_BBOX_INSIDE_WEIGHTS",
+        "positive_weight": "RPN_POSITIVE_WEIGHT",
+    }
 
     def __init__(
         self,
@@ -60,18 +68,15 @@ class AnchorTargetLayer(PythonLayer):
         bbox_inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         positive_weight: float = -1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(feat_stride, scales, ratios)
         if not (positive_weight < 0 or 0 < positive_weight < 1):
             raise ValueError(
                 f"AnchorTargetLayer: RPN_POSITIVE_WEIGHT must be < 0 (uniform) or in (0, 1), got {positive_weight}"
             )
-        if int(feat_stride) <= 0 or batch_size <= 0:
-            raise ValueError(
-                f"AnchorTargetLayer: feat_stride and RPN_BATCHSIZE must be > 0, got {feat_stride}, {batch_size}"
-            )
+        if batch_size <= 0:
+            raise ValueError(f"AnchorTargetLayer: RPN_BATCHSIZE must be > 0, got {batch_size}")
         if len(bbox_inside_weights) != 4:
             raise ValueError(f"AnchorTargetLayer: RPN_BBOX_INSIDE_WEIGHTS needs 4 values, got {bbox_inside_weights}")
-        self.feat_stride = int(feat_stride)
         self.allowed_border = float(allowed_border)
         self.positive_overlap = float(positive_overlap)
         self.negative_overlap = float(negative_overlap)
@@ -80,36 +85,6 @@ class AnchorTargetLayer(PythonLayer):
         self.batch_size = int(batch_size)
         self.inside_weights = tuple(float(v) for v in bbox_inside_weights)
         self.positive_weight = float(positive_weight)
-        anchors = torch.from_numpy(generate_anchors(ratios=ratios, scales=scales))
-        self.register_buffer("anchors", anchors, persistent=False)  # (A, 4) float64
-
-    @property
-    def num_anchors(self) -> int:
-        return self.anchors.shape[0]
-
-    @classmethod
-    def from_caffe(cls, param_str: str, phase: str, cfg) -> AnchorTargetLayer:
-        """``param_str``: feat_stride (required), scales, ratios, allowed_border; cfg.TRAIN.RPN_* keys."""
-        where = "AnchorTargetLayer param_str"
-        p = parse_param_str(param_str, where, known=_PARAMS, required=("feat_stride",))
-        if cfg is None:
-            from frcnn.config import get_default_config
-
-            cfg = get_default_config()
-        t = cfg.TRAIN
-        return cls(
-            feat_stride=p["feat_stride"],
-            scales=tuple(p.get("scales", (8, 16, 32))),
-            ratios=tuple(p.get("ratios", (0.5, 1, 2))),
-            allowed_border=p.get("allowed_border", 0),
-            positive_overlap=t.RPN_POSITIVE_OVERLAP,
-            negative_overlap=t.RPN_NEGATIVE_OVERLAP,
-            clobber_positives=t.RPN_CLOBBER_POSITIVES,
-            fg_fraction=t.RPN_FG_FRACTION,
-            batch_size=t.RPN_BATCHSIZE,
-            bbox_inside_weights=tuple(t.RPN_BBOX_INSIDE_WEIGHTS),
-            positive_weight=t.RPN_POSITIVE_WEIGHT,
-        )
 
     @torch.no_grad()
     def forward(
@@ -135,7 +110,7 @@ class AnchorTargetLayer(PythonLayer):
         A = self.num_anchors
 
         # 1. all anchors (H*W*A, 4) in (row, col, anchor) order; keep the inside ones
-        all_anchors = shifted_anchors(self.anchors, height, width, self.feat_stride, device=device)
+        all_anchors = self.feature_map_anchors(height, width, device)
         total = all_anchors.shape[0]
         b = self.allowed_border
         inside = (

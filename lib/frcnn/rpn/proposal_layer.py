@@ -21,21 +21,26 @@ Nothing here leaves the device; the layer has no backward (no gradient flows to 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
-from frcnn.caffe.python_layer import PythonLayer, parse_param_str
 from frcnn.ops.nms import nms as _nms
-from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
-
-_PARAMS = ("feat_stride", "scales", "ratios")
+from frcnn.rpn.layer_base import AnchorLayer
 
 
-class ProposalLayer(PythonLayer):
+class ProposalLayer(AnchorLayer):
     """Decode, clip, filter, sort and NMS the RPN's anchors into (N, 5) RoIs."""
 
     top_names = ("rois", "scores")
+    phase_config = True
+    config_keys: ClassVar[dict[str, str]] = {  # constructor argument <- cfg.TRAIN or cfg.TEST key
+        "pre_nms_top_n": "RPN_PRE_NMS_TOP_N",
+        "post_nms_top_n": "RPN_POST_NMS_TOP_N",
+        "nms_thresh": "RPN_NMS_THRESH",
+        "min_size": "RPN_MIN_SIZE",
+    }
 
     def __init__(
         self,
@@ -47,43 +52,11 @@ class ProposalLayer(PythonLayer):
         nms_thresh: float = 0.7,
         min_size: float = 16,
     ) -> None:
-        super().__init__()
-        if int(feat_stride) <= 0:
-            raise ValueError(f"ProposalLayer: feat_stride must be > 0, got {feat_stride}")
-        self.feat_stride = int(feat_stride)
+        super().__init__(feat_stride, scales, ratios)
         self.pre_nms_top_n = int(pre_nms_top_n)
         self.post_nms_top_n = int(post_nms_top_n)
         self.nms_thresh = float(nms_thresh)
         self.min_size = float(min_size)
-        anchors = torch.from_numpy(generate_anchors(ratios=ratios, scales=scales))
-        self.register_buffer("anchors", anchors, persistent=False)  # (A, 4) float64
-
-    @property
-    def num_anchors(self) -> int:
-        return self.anchors.shape[0]
-
-    @classmethod
-    def from_caffe(cls, param_str: str, phase: str, cfg) -> ProposalLayer:
-        """``param_str``: feat_stride (required), scales, ratios; ``cfg[phase].RPN_*`` keys."""
-        where = "ProposalLayer param_str"
-        p = parse_param_str(param_str, where, known=_PARAMS, required=("feat_stride",))
-        key = str(phase).upper()
-        if key not in ("TRAIN", "TEST"):
-            raise ValueError(f"ProposalLayer: phase must be 'TRAIN' or 'TEST', got {phase!r}")
-        if cfg is None:
-            from frcnn.config import get_default_config
-
-            cfg = get_default_config()
-        c = cfg[key]
-        return cls(
-            feat_stride=p["feat_stride"],
-            scales=tuple(p.get("scales", (8, 16, 32))),
-            ratios=tuple(p.get("ratios", (0.5, 1, 2))),
-            pre_nms_top_n=c.RPN_PRE_NMS_TOP_N,
-            post_nms_top_n=c.RPN_POST_NMS_TOP_N,
-            nms_thresh=c.RPN_NMS_THRESH,
-            min_size=c.RPN_MIN_SIZE,
-        )
 
     @torch.no_grad()
     def forward(
@@ -111,7 +84,7 @@ class ProposalLayer(PythonLayer):
         # 1. (1, A, H, W) -> (1, H, W, A) -> (H*W*A,); (1, 4A, H, W) -> (1, H, W, 4A) -> (H*W*A, 4)
         scores = prob[:, A:, :, :].permute(0, 2, 3, 1).reshape(-1)
         deltas = deltas.permute(0, 2, 3, 1).reshape(-1, 4)
-        anchors = shifted_anchors(self.anchors, height, width, self.feat_stride, device=device)
+        anchors = self.feature_map_anchors(height, width, device)
 
         # 2.-3. decode in the deltas' dtype, clip to the resized image
         proposals = clip_boxes(bbox_transform_inv(anchors, deltas), info[:2])

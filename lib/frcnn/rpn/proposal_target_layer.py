@@ -14,31 +14,43 @@ Tops (float32, on ``rpn_rois``' device): ``rois`` (R, 5), ``labels`` (R,), ``bbo
    (t - means) / stds. Expanded to 4K columns: the 4 values at 4c..4c+3 for the label's class
    c > 0, inside weights ``bbox_inside_weights`` there, outside weights = (inside > 0).
 
-Class ids are cast to integers before indexing (upstream #480). Randomness: torch's global
-RNG on the bottoms' device. No gt boxes: every candidate has IoU 0 (bg when bg_thresh_lo is
-0), and no targets. No backward.
+Step 3 and the expansion of step 4 are the data layer's own functions
+(``frcnn.roi_data.sampling``, ``frcnn.roi_data.class_targets``). Class ids are cast to
+integers before indexing (upstream #480). Randomness: torch's global RNG on the bottoms'
+device. No gt boxes: every candidate has IoU 0 (bg when bg_thresh_lo is 0), and no targets.
+No backward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 
 from frcnn.boxes.iou import box_iou
 from frcnn.boxes.transform import bbox_transform
-from frcnn.caffe.python_layer import PythonLayer, parse_param_str
+from frcnn.roi_data.class_targets import expand_bbox_targets
+from frcnn.roi_data.sampling import fg_rois_per_image, sample_fg_bg, torch_choice
+from frcnn.rpn.layer_base import ConfiguredLayer
 
 
-def _sample(inds: torch.Tensor, k: int) -> torch.Tensor:
-    """``k`` of ``inds`` without replacement, in random order (like ``npr.choice(inds, k, False)``)."""
-    return inds[torch.randperm(inds.numel(), device=inds.device)[:k]]
-
-
-class ProposalTargetLayer(PythonLayer):
+class ProposalTargetLayer(ConfiguredLayer):
     """Fast R-CNN minibatch sampling from RPN proposals (no backward)."""
 
     top_names = ("rois", "labels", "bbox_targets", "bbox_inside_weights", "bbox_outside_weights")
+    required_params = ("num_classes",)
+    config_keys: ClassVar[dict[str, str]] = {  # constructor argument <- cfg.TRAIN key
+        "batch_size": "BATCH_SIZE",
+        "fg_fraction": "FG_FRACTION",
+        "fg_thresh": "FG_THRESH",
+        "bg_thresh_hi": "BG_THRESH_HI",
+        "bg_thresh_lo": "BG_THRESH_LO",
+        "bbox_inside_weights": "BBOX_INSIDE_WEIGHTS",
+        "normalize_targets_precomputed": "BBOX_NORMALIZE_TARGETS_PRECOMPUTED",
+        "normalize_means": "BBOX_NORMALIZE_MEANS",
+        "normalize_stds": "BBOX_NORMALIZE_STDS",
+    }
 
     def __init__(
         self,
@@ -66,7 +78,7 @@ class ProposalTargetLayer(PythonLayer):
             raise ValueError(f"ProposalTargetLayer: TRAIN.BBOX_NORMALIZE_STDS has a zero: {normalize_stds}")
         self.num_classes = int(num_classes)
         self.rois_per_image = int(batch_size)  # one image per batch
-        self.fg_rois_per_image = round(fg_fraction * self.rois_per_image)  # half to even, like np.round
+        self.fg_rois_per_image = fg_rois_per_image(fg_fraction, self.rois_per_image)
         self.fg_thresh = float(fg_thresh)
         self.bg_thresh_hi = float(bg_thresh_hi)
         self.bg_thresh_lo = float(bg_thresh_lo)
@@ -74,29 +86,6 @@ class ProposalTargetLayer(PythonLayer):
         self.normalize = bool(normalize_targets_precomputed)
         self.means = tuple(float(v) for v in normalize_means)
         self.stds = tuple(float(v) for v in normalize_stds)
-
-    @classmethod
-    def from_caffe(cls, param_str: str, phase: str, cfg) -> ProposalTargetLayer:
-        """``param_str``: num_classes (required); cfg.TRAIN sampling and normalisation keys."""
-        where = "ProposalTargetLayer param_str"
-        p = parse_param_str(param_str, where, known=("num_classes",), required=("num_classes",))
-        if cfg is None:
-            from frcnn.config import get_default_config
-
-            cfg = get_default_config()
-        t = cfg.TRAIN
-        return cls(
-            num_classes=p["num_classes"],
-            batch_size=t.BATCH_SIZE,
-            fg_fraction=t.FG_FRACTION,
-            fg_thresh=t.FG_THRESH,
-            bg_thresh_hi=t.BG_THRESH_HI,
-            bg_thresh_lo=t.BG_THRESH_LO,
-            bbox_inside_weights=tuple(t.BBOX_INSIDE_WEIGHTS),
-            normalize_targets_precomputed=t.BBOX_NORMALIZE_TARGETS_PRECOMPUTED,
-            normalize_means=tuple(t.BBOX_NORMALIZE_MEANS),
-            normalize_stds=tuple(t.BBOX_NORMALIZE_STDS),
-        )
 
     @torch.no_grad()
     def forward(self, rpn_rois: torch.Tensor, gt_boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -127,13 +116,10 @@ class ProposalTargetLayer(PythonLayer):
             labels = torch.zeros((all_rois.shape[0],), dtype=torch.float32, device=device)
 
         # 3. sample fg then bg
-        fg_inds = (max_overlaps >= self.fg_thresh).nonzero().squeeze(1)
-        num_fg = min(self.fg_rois_per_image, fg_inds.numel())
-        fg_inds = _sample(fg_inds, num_fg)
-        bg_inds = ((max_overlaps < self.bg_thresh_hi) & (max_overlaps >= self.bg_thresh_lo)).nonzero().squeeze(1)
-        num_bg = min(self.rois_per_image - num_fg, bg_inds.numel())
-        bg_inds = _sample(bg_inds, num_bg)
-        keep = torch.cat((fg_inds, bg_inds))
+        keep, num_fg = sample_fg_bg(
+            max_overlaps, self.fg_rois_per_image, self.rois_per_image, self.fg_thresh, self.bg_thresh_hi,
+            self.bg_thresh_lo, torch_choice,
+        )
         labels = labels[keep]
         labels[num_fg:] = 0
         rois = all_rois[keep]
@@ -149,18 +135,8 @@ class ProposalTargetLayer(PythonLayer):
             targets = targets.float()
         else:
             targets = torch.zeros((r, 4), dtype=torch.float32, device=device)
-        cls = labels.long()  # upstream #480: integer class ids for indexing
-        if r > 0 and bool(((cls < 0) | (cls >= self.num_classes)).any()):
-            raise ValueError(
-                f"ProposalTargetLayer: gt_boxes: class ids must be in [0, {self.num_classes}), "
-                f"got {sorted(set(cls.tolist()))}"
-            )
-        is_fg = (cls > 0)[:, None].to(torch.float32)  # (R, 1)
-        cols = 4 * cls[:, None] + torch.arange(4, device=device)[None, :]  # (R, 4)
-        w_in = torch.tensor(self.inside_weights, dtype=torch.float32, device=device)[None, :]
-        bbox_targets = torch.zeros((r, 4 * self.num_classes), dtype=torch.float32, device=device)
-        bbox_inside = torch.zeros_like(bbox_targets)
-        bbox_targets.scatter_(1, cols, targets * is_fg)
-        bbox_inside.scatter_(1, cols, w_in * is_fg)
+        bbox_targets, bbox_inside = expand_bbox_targets(
+            labels, targets, self.num_classes, self.inside_weights, "ProposalTargetLayer: gt_boxes"
+        )
         bbox_outside = (bbox_inside > 0).to(torch.float32)
         return rois, labels, bbox_targets, bbox_inside, bbox_outside

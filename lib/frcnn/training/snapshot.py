@@ -1,7 +1,6 @@
 """Snapshots of a training run: names, un-normalised ``bbox_pred``, and the resume state.
 
-A snapshot at iteration N is three files in the run's output folder, each written
-atomically (temporary name, then rename):
+A snapshot at iteration N is three files in the run's output folder:
 
 - ``<prefix>[_<infix>]_iter_<N>.caffemodel``: the weights as upstream saved them, with
   ``bbox_pred`` un-normalised (``W * std``, ``b * std + mean``) so that a test net applies
@@ -12,41 +11,64 @@ atomically (temporary name, then rename):
   needs: the training-form (normalised) ``bbox_pred`` and a fingerprint of the run's
   settings.
 
-A snapshot counts as complete (and can be resumed from) only when all three exist.
+A snapshot counts as complete (and can be resumed from) only when all three exist, and it
+is all three or none: :func:`staged_snapshot` writes them into a hidden staging folder
+``.<prefix>[_<infix>]_iter_<N>.<random>.tmp/`` beside them and then renames them out, the
+caffemodel last, so that :func:`find_snapshots` and :func:`resumable_snapshots` (which start
+from the caffemodel) only ever see complete sets. A write that fails (a full disk: the error
+names the file and says ENOSPC) publishes nothing; what a killed run leaves (the staging
+folder, a state file whose caffemodel was not renamed yet) is removed by
+:func:`remove_stale_files` when the next run starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from frcnn.utils.io import atomic_write
+from frcnn.utils.io import atomic_write, fsync_dir, temporary_dir, temporary_target
 
 CAFFEMODEL = ".caffemodel"
 SOLVERSTATE = ".solverstate"
 TRAINSTATE = ".trainstate.npz"
 
 
+#: the order in which a snapshot's files are published; the caffemodel, which readers look
+#: for first, comes last
+PUBLISH_ORDER = (SOLVERSTATE, TRAINSTATE, CAFFEMODEL)
+
+
+def run_stem(prefix: str, infix: str) -> str:
+    """``<prefix>[_<infix>]``: what the names of one run's snapshots (and its lock) start with."""
+    return f"{prefix}_{infix}" if infix else prefix
+
+
 def snapshot_basename(prefix: str, infix: str, iteration: int) -> str:
     """Upstream's name without extension: ``<prefix>[_<infix>]_iter_<N>``."""
-    infix_part = f"_{infix}" if infix else ""
-    return f"{prefix}{infix_part}_iter_{int(iteration)}"
+    return f"{run_stem(prefix, infix)}_iter_{int(iteration)}"
+
+
+def _basename_pattern(prefix: str, infix: str) -> str:
+    """A regular expression for ``<prefix>[_<infix>]_iter_<N>`` with N in group 1."""
+    return re.escape(os.path.basename(run_stem(prefix, infix))) + r"_iter_(\d+)"
 
 
 def find_snapshots(output_dir: str, prefix: str, infix: str) -> list[tuple[int, str]]:
     """``(iteration, caffemodel path)`` of every snapshot of this run, by iteration."""
     stem = snapshot_basename(prefix, infix, 0)[: -len("0")]  # '<prefix>[_<infix>]_iter_'
-    pattern = re.compile(re.escape(os.path.basename(stem)) + r"(\d+)" + re.escape(CAFFEMODEL) + "$")
+    pattern = re.compile(_basename_pattern(prefix, infix) + re.escape(CAFFEMODEL))
     found = []
     for path in glob.glob(os.path.join(output_dir, glob.escape(stem) + "*" + CAFFEMODEL)):
-        m = pattern.match(os.path.basename(path))
+        m = pattern.fullmatch(os.path.basename(path))
         if m:
             found.append((int(m.group(1)), path))
     return sorted(found)
@@ -91,15 +113,6 @@ def unnormalize_bbox_pred(
     new_w = weight * _per_output(stds_t, weight)
     new_b = bias * stds_t.to(bias) + means_t.to(bias)
     return new_w, new_b
-
-
-def normalize_bbox_pred(
-    weight: torch.Tensor, bias: torch.Tensor, means: np.ndarray, stds: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inverse of :func:`unnormalize_bbox_pred` (up to rounding)."""
-    means_t = torch.as_tensor(np.asarray(means, dtype=np.float64).ravel())
-    stds_t = torch.as_tensor(np.asarray(stds, dtype=np.float64).ravel())
-    return weight / _per_output(stds_t, weight), (bias - means_t.to(bias)) / stds_t.to(bias)
 
 
 @contextlib.contextmanager
@@ -157,50 +170,116 @@ def remove_snapshot(caffemodel_path: str, keep_model: bool = False) -> None:
             os.remove(base + suffix)
 
 
-class RunLock:
-    """``<output_dir>/<prefix>[_<infix>].lock`` while a run trains there: a second run of the same
-    command (which would resume from, and then race with, the first one's snapshots) is refused.
-    A lock whose process is gone (a killed run) is taken over."""
+# ------------------------------------------------------------------ writing all three or none
 
-    def __init__(self, output_dir: str, prefix: str, infix: str) -> None:
-        stem = snapshot_basename(prefix, infix, 0)[: -len("_iter_0")]
-        self.path = os.path.join(output_dir, stem + ".lock")
 
-    def _holder(self) -> int | None:
-        try:
-            with open(self.path) as f:
-                pid = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+class SnapshotDiskFull(OSError):
+    """The disk filled up while a snapshot was written (errno ENOSPC or EDQUOT); nothing of
+    that snapshot was kept. The message starts with the file that did not fit."""
 
-    def __enter__(self) -> RunLock:  # noqa: PYI034 (py3.9: no typing.Self)
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and holder != os.getpid():
-                    raise RuntimeError(
-                        f"{self.path}: another training run (pid {holder}) is writing snapshots to this "
-                        "folder; wait for it, stop it, or use another EXP_DIR"
-                    ) from None
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _disk_full_errno(exc: BaseException) -> int | None:
+    """ENOSPC/EDQUOT if ``exc`` or an exception it was raised from says the disk is full
+    (torch's writer reports it as 'unexpected pos ...', with the OSError as its context)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _disk_full(exc: BaseException, path: str, output_dir: str) -> SnapshotDiskFull:
+    code = _disk_full_errno(exc) or errno.ENOSPC
+    return SnapshotDiskFull(
+        code,
+        f"{path}: no space left on device ({errno.errorcode[code]}: the disk is full) while writing "
+        f"this snapshot; none of its files was kept. Free space in {output_dir} and run the same "
+        "command again: it resumes from the newest complete snapshot",
+    )
+
+
+@contextlib.contextmanager
+def staged_snapshot(output_dir: str, basename: str) -> Iterator[Callable[[str], str]]:
+    """Write one snapshot as all of its files or none.
+
+    Yields ``path_for(ext)``: where to write the file ``<basename><ext>`` (one of
+    :data:`PUBLISH_ORDER`). When the block ends, every file is renamed into ``output_dir`` in
+    :data:`PUBLISH_ORDER`; if the block raises, none is, and the staging folder is removed.
+    A full disk raises :class:`SnapshotDiskFull` naming the file that did not fit.
+    """
+    writing = {"file": os.path.join(output_dir, basename)}
+    try:
+        stage = temporary_dir(output_dir, basename)
+    except OSError as e:
+        if _disk_full_errno(e) is None:
+            raise
+        raise _disk_full(e, writing["file"], output_dir) from e
+
+    def path_for(ext: str) -> str:
+        if ext not in PUBLISH_ORDER:
+            raise ValueError(f"staged_snapshot: unknown snapshot file extension '{ext}'")
+        writing["file"] = os.path.join(output_dir, basename + ext)
+        return os.path.join(stage, basename + ext)
+
+    published: list[str] = []
+    try:
+        yield path_for
+        missing = [ext for ext in PUBLISH_ORDER if not os.path.exists(os.path.join(stage, basename + ext))]
+        if missing:
+            raise RuntimeError(
+                f"{os.path.join(output_dir, basename)}: the snapshot lacks {', '.join(missing)}"
+            )
+        for ext in PUBLISH_ORDER:
+            writing["file"] = os.path.join(output_dir, basename + ext)
+            os.replace(os.path.join(stage, basename + ext), writing["file"])
+            published.append(writing["file"])
+        fsync_dir(output_dir)
+    except BaseException as e:
+        for path in published:  # a rename failed after the first: take the set back
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        shutil.rmtree(stage, ignore_errors=True)
+        if _disk_full_errno(e) is None:
+            raise
+        raise _disk_full(e, writing["file"], output_dir) from e
+    os.rmdir(stage)
+
+
+def remove_stale_files(output_dir: str, prefix: str, infix: str) -> list[str]:
+    """Remove what a killed run of these snapshots left in ``output_dir``; return the names.
+
+    That is: staging folders and atomic-write temporaries whose target is one of this run's
+    snapshot names (``.<prefix>[_<infix>]_iter_<N>[<ext>].<random>.tmp``), and state files
+    whose caffemodel is missing (the run was killed between the renames of
+    :func:`staged_snapshot`, so the set was never complete). Other runs' files, and anything
+    not named like ours, are left alone. Call it while holding the run's lock.
+    """
+    folder = os.path.join(output_dir, os.path.dirname(run_stem(prefix, infix)))  # a prefix may hold a path
+    if not os.path.isdir(folder):
+        return []
+    exts = "|".join(re.escape(e) for e in PUBLISH_ORDER)
+    ours = re.compile(_basename_pattern(prefix, infix) + f"({exts})?")
+    state = re.compile(_basename_pattern(prefix, infix) + f"({re.escape(SOLVERSTATE)}|{re.escape(TRAINSTATE)})")
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        target = temporary_target(name)
+        if target is not None and ours.fullmatch(target):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.path)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            return self
-        raise RuntimeError(f"{self.path}: could not take the run lock")
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
-
+                    os.remove(path)
+            removed.append(name)
+            continue
+        m = state.fullmatch(name)
+        if m and not os.path.exists(path[: -len(m.group(2))] + CAFFEMODEL):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            removed.append(name)
+    return removed

@@ -5,31 +5,39 @@ run on shared machines needs:
 
 1. snapshots every ``TRAIN.SNAPSHOT_ITERS`` and at the end, named
    ``<prefix>[_<infix>]_iter_<N>.caffemodel``, with ``bbox_pred`` un-normalised
-   (:mod:`frcnn.training.snapshot`), written atomically;
+   (:mod:`frcnn.training.snapshot`), written as all of their files or none;
 2. resume: the run continues from its newest complete snapshot (weights, momentum,
    iteration, RNG and data-order state), so a killed run rerun with the same command
-   ends with the same parameters as one that was never interrupted;
+   ends with the same parameters as one that was never interrupted; what a killed run
+   left half-written is removed first;
 3. a loss that becomes NaN or inf stops the run (:class:`TrainingDiverged`, naming the
    iteration and the loss) without writing a snapshot of the broken state;
-4. progress lines: iteration, losses, learning rate, speed and time left.
+4. progress lines: iteration, losses, learning rate, speed and time left;
+5. a lock on the output folder (:mod:`frcnn.training.run_lock`) while it trains.
+
+The loop (:mod:`frcnn.training.loop`) only steps the solver; 3, 4 and the snapshots are
+hooks (:mod:`frcnn.training.hooks`) in ``SolverWrapper.hooks``, where more can be added.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from typing import Any, Callable
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from frcnn.training import snapshot as snap
 from frcnn.training.data import filter_roidb, get_roidb, get_training_roidb
-from frcnn.utils.timer import Timer
+from frcnn.training.hooks import TrainingDiverged, default_hooks
+from frcnn.training.loop import Hook, TrainLoop
+from frcnn.training.run_lock import RunLock
 
 __all__ = [
+    "Hook",
     "ResumeMismatch",
     "SolverWrapper",
     "TrainingDiverged",
@@ -39,10 +47,6 @@ __all__ = [
     "set_random_seeds",
     "train_net",
 ]
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or inf; the message names the iteration, the loss and the last snapshot."""
 
 
 class ResumeMismatch(RuntimeError):
@@ -78,13 +82,12 @@ def run_fingerprint(solver_prototxt: str, cfg: Any, extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def _fmt_time(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 class SolverWrapper:
-    """Owns the solver, the snapshot statistics and the output folder of one training run."""
+    """Owns the solver, the snapshot statistics and the output folder of one training run.
+
+    ``hooks`` are the steps :meth:`train_model` runs after each iteration (see
+    :mod:`frcnn.training.hooks`); append to it, or pass ``hooks``, to add one.
+    """
 
     def __init__(
         self,
@@ -93,8 +96,10 @@ class SolverWrapper:
         output_dir: str,
         cfg: Any,
         pretrained_model: str | None = None,
-        solver_factory: Callable[[str, Any], Any] | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
+        from frcnn.caffe import SGDSolver
+
         self.output_dir = output_dir
         self.cfg = cfg
         t = cfg.TRAIN
@@ -112,11 +117,7 @@ class SolverWrapper:
                 self.bbox_means, self.bbox_stds = means, stds
             print("done")
 
-        if solver_factory is None:
-            from frcnn.caffe import SGDSolver
-
-            solver_factory = SGDSolver
-        self.solver = solver_factory(solver_prototxt, cfg)
+        self.solver = SGDSolver(solver_prototxt, cfg)
         # snapshots are ours (un-normalised bbox_pred, resume state); upstream's solvers say 0 too
         self.solver.param.snapshot = 0
         self.net = self.solver.net
@@ -127,6 +128,8 @@ class SolverWrapper:
             print(f"Loading pretrained model weights from {pretrained_model}")
             self.net.copy_from(pretrained_model)
         self.net.layers[0].set_roidb(roidb)
+        #: the loop's steps, in order (:func:`frcnn.training.hooks.default_hooks`, then ``hooks``)
+        self.hooks: list[Hook] = [*default_hooks(self), *hooks]
 
     # -------------------------------------------------------------- names
 
@@ -148,18 +151,20 @@ class SolverWrapper:
 
         The solver state holds the iteration, momentum history, RNG and data-layer state;
         the train state holds this run's fingerprint and the training-form ``bbox_pred``
-        (the caffemodel's is un-normalised, and dividing back would not be exact).
+        (the caffemodel's is un-normalised, and dividing back would not be exact). The
+        three appear together or not at all (:func:`snapshot.staged_snapshot`).
         """
-        base = self._base(self.solver.iter)
-        self.solver.snapshot(base + snap.SOLVERSTATE)
+        base = self._base(self.solver.iter)  # the prefix may hold a sub-folder
         state: dict[str, Any] = {"iter": self.solver.iter, "fingerprint": np.array(self.fingerprint)}
         if "bbox_pred" in self.net.params:
             state["bbox_pred/w"] = self.net.params["bbox_pred"][0].data
             state["bbox_pred/b"] = self.net.params["bbox_pred"][1].data
-        snap.save_train_state(base + snap.TRAINSTATE, state)
+        with snap.staged_snapshot(os.path.dirname(base), os.path.basename(base)) as staged:
+            self.solver.snapshot(staged(snap.SOLVERSTATE))
+            snap.save_train_state(staged(snap.TRAINSTATE), state)
+            with snap.bbox_pred_unnormalized(self.net, self.bbox_means, self.bbox_stds):
+                self.net.save(staged(snap.CAFFEMODEL))
         filename = base + snap.CAFFEMODEL
-        with snap.bbox_pred_unnormalized(self.net, self.bbox_means, self.bbox_stds):
-            self.net.save(filename)
         print(f"Wrote snapshot to: {filename}")
         return filename
 
@@ -190,92 +195,34 @@ class SolverWrapper:
 
     def try_resume(self, max_iters: int) -> str | None:
         """Restore the newest complete snapshot at or below ``max_iters``; return its path."""
-        candidates = [(it, p) for it, p in snap.resumable_snapshots(self.output_dir, self.prefix, self.infix)]
-        candidates = [(it, p) for it, p in candidates if it <= max_iters]
+        candidates = [p for it, p in snap.resumable_snapshots(self.output_dir, self.prefix, self.infix) if it <= max_iters]
         if not candidates:
             return None
-        self.restore(candidates[-1][1])
-        return candidates[-1][1]
+        self.restore(candidates[-1])
+        return candidates[-1]
 
     # -------------------------------------------------------------- the loop
 
-    def _losses(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.solver.last_losses().items()}
-
     def train_model(self, max_iters: int, resume: bool = True) -> list[str]:
         """Step the solver up to ``max_iters``; return the paths of this run's snapshots.
-        Holds a lock on the output folder meanwhile (:class:`snapshot.RunLock`)."""
-        with snap.RunLock(self.output_dir, self.prefix, self.infix):
-            return self._train_model(max_iters, resume)
 
-    def _train_model(self, max_iters: int, resume: bool) -> list[str]:
-        written: list[str] = []
-        if resume:
-            resumed = self.try_resume(max_iters)
-            if resumed is not None:
-                written = [
-                    p
-                    for i, p in snap.find_snapshots(self.output_dir, self.prefix, self.infix)
-                    if i <= self.solver.iter
-                ]
-        last_snapshot_iter = self.solver.iter if self.solver.iter > 0 else -1
-        if not self.solver.param.max_iter:  # upstream's solvers leave it unset; the solver's log uses it
-            self.solver.param.max_iter = max_iters
-        display = max(1, int(getattr(self.solver.param, "display", 20) or 20))
-        timer = Timer()
-        smoothed: dict[str, list[float]] = {}
-        average_loss = max(1, int(getattr(self.solver.param, "average_loss", 1) or 1))
-        start_iter = self.solver.iter
-        while self.solver.iter < max_iters:
-            timer.tic()
-            self.solver.step(1)
-            timer.toc()
-            it = self.solver.iter
-            losses = self._losses()
-            total = sum(self.net.loss_weights.get(k, 1.0) * v for k, v in losses.items())
-            self.loss_history.append((it, total))
-            if not math.isfinite(total):
-                bad = ", ".join(f"{k} = {v}" for k, v in losses.items())
-                last = snap.find_snapshots(self.output_dir, self.prefix, self.infix)
-                last_txt = last[-1][1] if last else "none (no snapshot was written yet)"
-                raise TrainingDiverged(
-                    f"loss became {total} at iteration {it} ({bad}); stopping without a snapshot "
-                    f"of this state. Last good snapshot: {last_txt}"
-                )
-            for k, v in losses.items():
-                smoothed.setdefault(k, []).append(v)
-                del smoothed[k][:-average_loss]
-            if it % display == 0 or it == max_iters:
-                self._print_progress(it, max_iters, smoothed, timer, it - start_iter)
-            if it % self.cfg.TRAIN.SNAPSHOT_ITERS == 0:
-                last_snapshot_iter = it
-                written.append(self._snapshot_keep_latest_state(written))
-        if last_snapshot_iter != self.solver.iter:
-            written.append(self._snapshot_keep_latest_state(written))
-        return written
+        Holds the output folder's lock meanwhile (:class:`run_lock.RunLock`), removes what a
+        killed run left half-written, resumes (with ``resume``), then runs the hooks' loop.
+        """
+        with RunLock(self.output_dir, snap.run_stem(self.prefix, self.infix)):
+            stale = snap.remove_stale_files(self.output_dir, self.prefix, self.infix)
+            if stale:
+                print(f"Removed what an interrupted run left unfinished in {self.output_dir}: {', '.join(stale)}")
+            snapshots = self._resume(max_iters) if resume else []
+            if not self.solver.param.max_iter:  # upstream's solvers leave it unset; the solver's log uses it
+                self.solver.param.max_iter = max_iters
+            return TrainLoop(self, max_iters, self.hooks, snapshots).run()
 
-    def _snapshot_keep_latest_state(self, older: list[str]) -> str:
-        """Snapshot, then drop the solver/train state of older snapshots (their weights stay)."""
-        path = self.snapshot()
-        for old in older:
-            if old != path:
-                snap.remove_snapshot(old, keep_model=True)
-        return path
-
-    def _print_progress(
-        self, it: int, max_iters: int, smoothed: dict[str, list[float]], timer: Timer, done: int
-    ) -> None:
-        parts = [f"{k} = {np.mean(v):.4f}" for k, v in smoothed.items()]
-        total = sum(np.mean(v) for v in smoothed.values())
-        rate = 1.0 / timer.average_time if timer.average_time > 0 else float("inf")
-        left = (max_iters - it) * timer.average_time
-        lr = getattr(self.solver, "lr", None)
-        lr_txt = f", lr = {lr:g}" if isinstance(lr, (int, float)) else ""
-        print(
-            f"Iteration {it}/{max_iters}, loss = {total:.4f} ({', '.join(parts)}){lr_txt}; "
-            f"{rate:.2f} iter/s, {timer.average_time:.3f}s / iter, time left {_fmt_time(left)}",
-            flush=True,
-        )
+    def _resume(self, max_iters: int) -> list[str]:
+        """Resume if a snapshot allows; return the snapshots up to the resumed iteration."""
+        if self.try_resume(max_iters) is None:
+            return []
+        return [p for i, p in snap.find_snapshots(self.output_dir, self.prefix, self.infix) if i <= self.solver.iter]
 
 
 def train_net(
@@ -287,14 +234,16 @@ def train_net(
     max_iters: int = 40000,
     resume: bool = True,
     require_resume: bool = False,
+    hooks: Sequence[Hook] = (),
 ) -> list[str]:
     """Train a net; return the list of snapshot paths (the last is the final model).
 
     With ``resume`` the run continues from its newest snapshot in ``output_dir`` (if any);
-    ``require_resume`` makes the absence of such a snapshot an error.
+    ``require_resume`` makes the absence of such a snapshot an error. ``hooks`` run after
+    the built-in ones (:mod:`frcnn.training.hooks`).
     """
     roidb = filter_roidb(roidb, cfg)
-    sw = SolverWrapper(solver_prototxt, roidb, output_dir, cfg, pretrained_model=pretrained_model)
+    sw = SolverWrapper(solver_prototxt, roidb, output_dir, cfg, pretrained_model=pretrained_model, hooks=hooks)
     if require_resume and not snap.resumable_snapshots(output_dir, sw.prefix, sw.infix):
         raise FileNotFoundError(
             f"--resume: no complete snapshot of '{snap.snapshot_basename(sw.prefix, sw.infix, 0)[:-1]}*' "

@@ -55,9 +55,9 @@ def _to_tensor(value: Any, device: torch.device) -> torch.Tensor:
 class Python(Layer):
     """Wraps one PythonLayer instance (``self.impl``); tops beyond the prototxt's are dropped."""
 
-    def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape], ctx: dict | None = None) -> None:
+    def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape], ctx: dict) -> None:
+        """``ctx``: the net's settings; ``ctx["cfg"]`` is the run's config (``Net`` always sets it)."""
         super().__init__(lp, phase)
-        ctx = ctx or {}
         p = lp.get_msg("python_param")
         module_name = p.get_str("module")
         class_name = p.get_str("layer")
@@ -77,12 +77,7 @@ class Python(Layer):
                              "python_param")
         self.module_name = target
         self.param_str = p.get_str("param_str", "") or ""
-        cfg = ctx.get("cfg")
-        if cfg is None:
-            from frcnn.config import get_default_config
-
-            cfg = get_default_config()
-        self.impl: PythonLayer = cls.from_caffe(self.param_str, phase, cfg)
+        self.impl: PythonLayer = cls.from_caffe(self.param_str, phase, ctx["cfg"])
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
         self._bottom_shapes = bottom_shapes
 
