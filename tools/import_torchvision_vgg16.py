@@ -9,7 +9,6 @@ the nets take our usual input (BGR minus PIXEL_MEANS).
 
 from frcnn.caffe.torchvision_vgg16 import import_torchvision_vgg16
 from frcnn.cli import add_flag, run_tool, tool_parser
-from frcnn.errors import InputError
 
 
 def parse_args(argv=None):
@@ -25,10 +24,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        model = import_torchvision_vgg16(args.src, args.dst, args.pixel_means, not args.features_only)
-    except (ValueError, KeyError) as e:  # raised for a file that is not a plain torchvision VGG16
-        raise InputError(str(e.args[0]) if e.args else str(e)) from e
+    model = import_torchvision_vgg16(args.src, args.dst, args.pixel_means, not args.features_only)
     print(f"Wrote {args.dst} ({', '.join(layer.name for layer in model.layers)})")
     return 0
 

@@ -42,11 +42,19 @@ _PROJECT_INPUT_ERRORS = (
     ("frcnn.training.train", "ResumeMismatch"),  # snapshots of a run with other settings
 )
 
-# Packages whose own ``raise ValueError`` / ``raise KeyError`` statements are about the user's
-# data (annotation, image-set, proposal, cache and image files; get_imdb's unknown dataset
-# name). Only an exception raised by a statement *in* these modules counts: a ValueError from
-# numpy called by them still has its traceback.
-_DATA_READER_PACKAGES = ("frcnn.datasets.",)
+# Modules (a trailing "." : packages) that read the user's files, whose own ``raise ValueError``
+# / ``raise KeyError`` statements are about those files: annotations, image sets, proposals,
+# caches and images, get_imdb's unknown dataset name (frcnn.datasets); weights that do not fit
+# the net (caffe.weights); torchvision state dicts, solver states, saved detections. Only an
+# exception raised by a statement *in* these modules counts: a ValueError from numpy called by
+# them keeps its traceback. Once they raise InputError / UnknownNameError this list can go.
+_FILE_READERS = (
+    "frcnn.datasets.",
+    "frcnn.caffe.weights",
+    "frcnn.caffe.torchvision_vgg16",
+    "frcnn.caffe.solver_state",
+    "frcnn.inference.detections",
+)
 
 
 def _project_input_error_types() -> tuple[type, ...]:
@@ -59,15 +67,15 @@ def _project_input_error_types() -> tuple[type, ...]:
     return tuple(found)
 
 
-def _raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
-    """Whether the innermost frame of ``exc``'s traceback (its raise statement) is in ``packages``."""
+def _raised_in(exc: BaseException, modules: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback (its raise statement) is in ``modules``."""
     tb = exc.__traceback__
     if tb is None:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    module = tb.tb_frame.f_globals.get("__name__", "")
-    return module.startswith(packages)
+    name = tb.tb_frame.f_globals.get("__name__", "")
+    return any(name == m or (m.endswith(".") and name.startswith(m)) for m in modules)
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -76,13 +84,13 @@ def is_user_error(exc: BaseException) -> bool:
     User errors: ``UserError`` and its subclasses; ``OSError`` (a path that is missing,
     unreadable or already there, a full disk); frcnn's older input-error types (config,
     prototxt, caffemodel, resume mismatch); and ValueError / KeyError raised by frcnn's
-    dataset readers themselves.
+    readers of the user's files themselves (datasets, weights, saved states and detections).
     """
     if isinstance(exc, (UserError, OSError)):
         return True
     if isinstance(exc, _project_input_error_types()):
         return True
-    return isinstance(exc, (ValueError, KeyError)) and _raised_in(exc, _DATA_READER_PACKAGES)
+    return isinstance(exc, (ValueError, KeyError)) and _raised_in(exc, _FILE_READERS)
 
 
 def user_message(exc: BaseException) -> str:

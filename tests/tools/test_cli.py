@@ -56,6 +56,18 @@ def test_a_value_error_counts_only_when_raised_by_a_dataset_reader(tmp_path):
     assert not is_user_error(raised(adapt_net, parse('name: "x"', "x"), 1))
 
 
+def test_weights_that_do_not_fit_the_net_are_a_user_error(tmp_path):
+    from frcnn.caffe.caffemodel import BlobData, CaffeModel, LayerData, write_caffemodel
+    from tests.caffe.helpers import net_for
+
+    net = net_for('layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+                  "inner_product_param { num_output: 2 } }", {"data": (1, 3)})
+    bad = str(tmp_path / "bad.caffemodel")
+    write_caffemodel(bad, CaffeModel("m", [LayerData("fc", "InnerProduct", [BlobData(np.zeros((5, 3), np.float32))])]))
+    e = raised(net.copy_from, bad)
+    assert isinstance(e, ValueError) and is_user_error(e) and "bad.caffemodel" in user_message(e)
+
+
 def test_new_error_classes_are_still_their_builtins():
     assert isinstance(InputError("x"), ValueError) and isinstance(UnknownNameError("x"), KeyError)
     assert issubclass(ConfigError, ValueError) and issubclass(PrototxtError, ValueError)

@@ -99,8 +99,12 @@ def vgg16_weights_absent():
     return not os.path.exists(os.path.join(ROOT, "data", "imagenet_models", "VGG16.v2.caffemodel"))
 
 
+# fast_rcnn.sh trains through the same common.sh step (train_solver) as faster_rcnn_end2end.sh
+TRAINERS = ["faster_rcnn_end2end.sh", "faster_rcnn_alt_opt.sh"]
+
+
 @no_cuda
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", TRAINERS)
 def test_asking_for_a_gpu_without_cuda_is_an_error(script, tmp_path):
     r = run_script(script, "0", "SMALL", "pascal_voc", LOG_DIR=str(tmp_path))
     assert r.returncode == 2, r.stdout[-3000:]
@@ -110,7 +114,7 @@ def test_asking_for_a_gpu_without_cuda_is_an_error(script, tmp_path):
 
 
 @no_voc
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", TRAINERS)
 def test_paper_net_without_imagenet_weights_is_an_error(script, tmp_path):
     if not vgg16_weights_absent():
         pytest.skip("data/imagenet_models/VGG16.v2.caffemodel exists")

@@ -99,21 +99,29 @@ def test_required_flags_are_declared_required(tool, monkeypatch):
     assert declared == set(REQUIRED[tool])
 
 
+def test_missing_required_flag_exits_2_naming_it():
+    r = run_tool_process("train_net.py", "--iters", "10")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "train_net.py: error: the following arguments are required: --solver"
+
+
 @pytest.mark.parametrize(
     "tool, args, flag",
     [
-        ("train_net.py", ("--iters", "10"), "--solver"),
-        ("test_net.py", ("--def", "x.prototxt"), "--net"),
-        ("train_faster_rcnn_alt_opt.py", ("--imdb", "toy_trainval"), "--net_name"),
-        ("compress_net.py", ("--net", "x.caffemodel", "--fc6_rank", "4"), "--def"),
-        ("time_net.py", ("--images", "a.jpg"), "--def"),
+        ("test_net.py", ["--def", "x.prototxt"], "--net"),
+        ("rpn_generate.py", ["--net", "x.caffemodel"], "--def"),
+        ("train_faster_rcnn_alt_opt.py", ["--imdb", "toy_trainval"], "--net_name"),
+        ("compress_net.py", ["--net", "x.caffemodel", "--fc6_rank", "4"], "--def"),
+        ("time_net.py", ["--images", "a.jpg"], "--def"),
+        ("import_torchvision_vgg16.py", ["a.pth"], "dst"),
     ],
 )
-def test_missing_required_flag_exits_2_naming_it(tool, args, flag):
-    r = run_tool_process(tool, *args)
-    assert r.returncode == 2
-    assert "the following arguments are required" in r.stderr and flag in r.stderr
-    assert "Traceback" not in r.stderr
+def test_missing_required_flag_is_named(tool, args, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        load_tool(tool).parse_args(args)
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"error: the following arguments are required: {flag}" in last, last
 
 
 def test_compress_net_needs_an_svd_prototxt_or_a_rank(monkeypatch, capsys):
