@@ -7,14 +7,12 @@ drawing with OpenCV into files instead of matplotlib windows).
         --imdb toy_test --images data/toy/JPEGImages/000001.jpg
 """
 
-import argparse
 import glob
 import os
-import sys
 
 import numpy as np
 
-from frcnn.cli import add_device_args, config_from_args
+from frcnn.cli import config_from_args, run_tool, tool_parser
 from frcnn.config import device_from_config
 from frcnn.inference.demo import CONF_THRESH, NMS_THRESH, VOC_CLASSES, demo_detections
 from frcnn.utils.blob import read_image
@@ -25,16 +23,14 @@ DEMO_IMAGES = ("000456.jpg", "000542.jpg", "001150.jpg", "001763.jpg", "004545.j
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Faster R-CNN demo")
-    add_device_args(parser)
+    parser = tool_parser("Faster R-CNN demo", device=True, cfg=True,
+                         prototxt="optional: test prototxt (instead of --net's)")
     parser.add_argument("--net", dest="demo_net", help="network to use", choices=NETS.keys(), default="vgg16")
-    parser.add_argument("--def", dest="prototxt", default=None, help="test prototxt (instead of --net's)")
     parser.add_argument("--caffemodel", default=None, help="weights (instead of --net's)")
     parser.add_argument("--imdb", default=None, help="take the class names from this dataset (default: VOC)")
     parser.add_argument("--images", nargs="+", default=None, help="images (default: data/demo/*.jpg)")
     parser.add_argument("--out", default=None, help="folder for the drawn images (default: output/demo)")
     parser.add_argument("--conf", type=float, default=CONF_THRESH, help="draw detections scoring >= this")
-    parser.add_argument("--set", dest="set_cfgs", default=None, nargs=argparse.REMAINDER, help="set config keys")
     return parser.parse_args(argv)
 
 
@@ -46,9 +42,8 @@ def main(argv=None) -> int:
     prototxt = args.prototxt or os.path.join(cfg.MODELS_DIR, net_dir, "faster_rcnn_alt_opt", "faster_rcnn_test.prototxt")
     caffemodel = args.caffemodel or os.path.join(cfg.DATA_DIR, "faster_rcnn_models", weights)
     if not os.path.isfile(caffemodel):
-        print(f"{caffemodel} not found.\nDid you run ./data/scripts/fetch_faster_rcnn_models.sh "
-              "(or pass --caffemodel)?", file=sys.stderr)
-        return 1
+        raise FileNotFoundError(f"{caffemodel} not found: did you run py-faster-rcnn's "
+                                "data/scripts/fetch_faster_rcnn_models.sh (or pass --caffemodel)?")
     classes = VOC_CLASSES
     if args.imdb:
         from frcnn.datasets.factory import get_imdb
@@ -83,4 +78,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

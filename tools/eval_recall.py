@@ -2,32 +2,22 @@
 """Evaluate the recall of object proposals (upstream's tools/eval_recall.py, with its
 dict-unpacking bug fixed: the numbers printed are the recalls, not key names)."""
 
-import argparse
-import sys
-
 import numpy as np
 
-from frcnn.cli import add_cfg_args, config_from_args
+from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Evaluate the recall of proposals")
-    parser.add_argument("--imdb", dest="imdb_name", help="dataset to evaluate", default="voc_2007_test", type=str)
-    parser.add_argument("--method", dest="method", help="proposal method", default="selective_search", type=str)
-    parser.add_argument("--rpn-file", dest="rpn_file", default=None, type=str,
-                        help="proposal file (.npz) for --method rpn")
-    add_cfg_args(parser)
-    if argv is None and len(sys.argv) == 1:
-        parser.print_help()
-        sys.exit(1)
+    parser = tool_parser("Evaluate the recall of proposals", cfg=True, help_if_empty=True)
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to evaluate", default="voc_2007_test")
+    parser.add_argument("--method", dest="method", help="proposal method", default="selective_search")
+    add_flag(parser, "--rpn_file", dest="rpn_file", default=None, help="proposal file (.npz) for --method rpn")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print("Called with args:")
-    print(args)
-    cfg = config_from_args(args, show=False)
+    cfg = config_from_args(args, show=False, echo=True)
 
     from frcnn.datasets.factory import get_imdb
 
@@ -49,4 +39,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -7,29 +7,27 @@ the nets take our usual input (BGR minus PIXEL_MEANS).
     python tools/import_torchvision_vgg16.py vgg16-397923af.pth data/imagenet_models/VGG16.v2.caffemodel
 """
 
-import argparse
-import sys
-
 from frcnn.caffe.torchvision_vgg16 import import_torchvision_vgg16
+from frcnn.cli import add_flag, run_tool, tool_parser
+
+
+def parse_args(argv=None):
+    parser = tool_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="torchvision VGG16 state dict (.pth)")
+    parser.add_argument("dst", help="the .caffemodel to write")
+    add_flag(parser, "--pixel_means", nargs=3, type=float, metavar=("B", "G", "R"), default=None,
+             help="BGR means our input has subtracted (default: the config's PIXEL_MEANS)")
+    add_flag(parser, "--features_only", action="store_true",
+             help="accept a state dict without the classifier (fc6/fc7 then stay randomly initialised)")
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("src", help="torchvision VGG16 state dict (.pth)")
-    parser.add_argument("dst", help="the .caffemodel to write")
-    parser.add_argument("--pixel-means", nargs=3, type=float, metavar=("B", "G", "R"), default=None,
-                        help="BGR means our input has subtracted (default: the config's PIXEL_MEANS)")
-    parser.add_argument("--features-only", action="store_true",
-                        help="accept a state dict without the classifier (fc6/fc7 then stay randomly initialised)")
-    args = parser.parse_args(argv)
-    try:
-        model = import_torchvision_vgg16(args.src, args.dst, args.pixel_means, not args.features_only)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"import_torchvision_vgg16.py: {e}", file=sys.stderr)
-        return 1
+    args = parse_args(argv)
+    model = import_torchvision_vgg16(args.src, args.dst, args.pixel_means, not args.features_only)
     print(f"Wrote {args.dst} ({', '.join(layer.name for layer in model.layers)})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

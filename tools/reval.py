@@ -1,28 +1,22 @@
 #!/usr/bin/env python3
 """Re-evaluate saved detections (upstream's tools/reval.py; reads detections.npz, not a pickle)."""
 
-import argparse
 import os
-import sys
 
 from frcnn.boxes.nms import nms_from_config
-from frcnn.cli import add_cfg_args, config_from_args
+from frcnn.cli import config_from_args, run_tool, tool_parser
+from frcnn.errors import InputError
 from frcnn.inference.detections import load_detections
 from frcnn.inference.test import apply_nms
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Re-evaluate results")
+    parser = tool_parser("Re-evaluate results", cfg=True, help_if_empty=True)
     parser.add_argument("output_dir", nargs=1, help="results directory (holding detections.npz)", type=str)
-    parser.add_argument("--imdb", dest="imdb_name", help="dataset to re-evaluate", default="voc_2007_test",
-                        type=str)
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to re-evaluate", default="voc_2007_test")
     parser.add_argument("--matlab", dest="matlab_eval", help="use matlab for evaluation", action="store_true")
     parser.add_argument("--comp", dest="comp_mode", help="competition mode", action="store_true")
     parser.add_argument("--nms", dest="apply_nms", help="apply nms (on the CPU)", action="store_true")
-    add_cfg_args(parser)
-    if argv is None and len(sys.argv) == 1:
-        parser.print_help()
-        sys.exit(1)
     return parser.parse_args(argv)
 
 
@@ -40,9 +34,8 @@ def main(argv=None) -> int:
     if args.matlab_eval:
         imdb.config["matlab_eval"] = True
     if len(all_boxes) != imdb.num_classes or len(all_boxes[0]) != len(imdb.image_index):
-        print(f"reval.py: {output_dir}/detections.npz has {len(all_boxes)} classes x {len(all_boxes[0])} images; "
-              f"{imdb.name} has {imdb.num_classes} x {len(imdb.image_index)}", file=sys.stderr)
-        return 2
+        raise InputError(f"{output_dir}/detections.npz has {len(all_boxes)} classes x {len(all_boxes[0])} images; "
+                         f"{imdb.name} has {imdb.num_classes} x {len(imdb.image_index)}")
     if args.apply_nms:
         print("Applying NMS to all detections")
         all_boxes = apply_nms(all_boxes, cfg.TEST.NMS, nms_from_config(cfg))
@@ -52,4 +45,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -4,36 +4,24 @@
 Writes output/<EXP_DIR>/<imdb>/<net>/<net>_rpn_proposals.npz (frcnn.datasets.proposals format).
 """
 
-import argparse
 import os
-import sys
 
-from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, str2bool, wait_for_file
+from frcnn.cli import config_from_args, run_tool, tool_parser, wait_for_file
 from frcnn.config import device_from_config, get_output_dir
 from frcnn.rpn.generate import imdb_proposals, proposal_generation_config, save_imdb_proposals
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Generate RPN proposals")
-    add_device_args(parser)
-    parser.add_argument("--def", dest="prototxt", help="prototxt file defining the network", default=None, type=str)
-    parser.add_argument("--net", dest="caffemodel", help="model to test", default=None, type=str)
-    parser.add_argument("--wait", dest="wait", help="wait until the model file exists (True/False)",
-                        default=True, type=str2bool)
-    parser.add_argument("--imdb", dest="imdb_name", help="dataset to run on", default="voc_2007_test", type=str)
-    add_cfg_args(parser)
-    return parse_or_help(parser, argv)
+    parser = tool_parser("Generate RPN proposals", device=True, cfg=True, prototxt="required", weights="required",
+                         wait=True, help_if_empty=True)
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to run on", default="voc_2007_test")
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print("Called with args:")
-    print(args)
-    if args.prototxt is None or args.caffemodel is None:
-        print("rpn_generate.py: --def and --net are required", file=sys.stderr)
-        return 2
     # RPN test settings for proposal generation: no pre-NMS cap, 2000 kept
-    cfg = proposal_generation_config(config_from_args(args))
+    cfg = proposal_generation_config(config_from_args(args, echo=True))
     wait_for_file(args.caffemodel, args.wait)
 
     from frcnn.caffe import TEST, Net
@@ -50,4 +38,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -1,42 +1,30 @@
 #!/usr/bin/env python3
 """Test a Fast R-CNN / Faster R-CNN network on an image database (upstream's tools/test_net.py)."""
 
-import argparse
 import os
-import sys
 
-from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, str2bool, wait_for_file
+from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser, wait_for_file
 from frcnn.config import device_from_config, get_output_dir
 from frcnn.inference.test import test_net
 from frcnn.nets.adapt import ensure_net_classes
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Test a Fast R-CNN network")
-    add_device_args(parser)
-    parser.add_argument("--def", dest="prototxt", help="prototxt file defining the network", default=None, type=str)
-    parser.add_argument("--net", dest="caffemodel", help="model to test", default=None, type=str)
-    parser.add_argument("--wait", dest="wait", help="wait until the model file exists (True/False)",
-                        default=True, type=str2bool)
-    parser.add_argument("--imdb", dest="imdb_name", help="dataset to test", default="voc_2007_test", type=str)
+    parser = tool_parser("Test a Fast R-CNN network", device=True, cfg=True, prototxt="required",
+                         weights="required", wait=True, help_if_empty=True)
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to test", default="voc_2007_test")
     parser.add_argument("--comp", dest="comp_mode", help="competition mode", action="store_true")
     parser.add_argument("--vis", dest="vis", help="save images with the detections drawn", action="store_true")
-    parser.add_argument("--num_dets", dest="max_per_image", help="max number of detections per image",
-                        default=100, type=int)
+    add_flag(parser, "--num_dets", dest="max_per_image", help="max number of detections per image",
+             default=100, type=int)
     parser.add_argument("--proposals", default=None,
                         help="proposal file (.npz) for a Fast R-CNN net (sets TEST.PROPOSAL_METHOD rpn)")
-    add_cfg_args(parser)
-    return parse_or_help(parser, argv)
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print("Called with args:")
-    print(args)
-    if args.prototxt is None or args.caffemodel is None:
-        print("test_net.py: --def and --net are required", file=sys.stderr)
-        return 2
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, echo=True)
     wait_for_file(args.caffemodel, args.wait)
 
     from frcnn.caffe import TEST, Net
@@ -60,4 +48,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

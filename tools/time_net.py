@@ -8,28 +8,24 @@ Without --net the weights are random (speed does not depend on them, except thro
 number of proposals, which is capped by TEST.RPN_POST_NMS_TOP_N).
 """
 
-import argparse
-import sys
-
 import numpy as np
 
-from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help
+from frcnn.cli import config_from_args, run_tool, tool_parser
 from frcnn.config import device_from_config
 from frcnn.inference.timing import STAGES, time_image
 from frcnn.utils.blob import read_image
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Time the stages of a Faster R-CNN test net")
-    add_device_args(parser)
-    parser.add_argument("--def", dest="prototxt", required=True, help="test prototxt (with an RPN)")
-    parser.add_argument("--net", dest="caffemodel", default=None, help="weights (default: random init)")
-    parser.add_argument("--imdb", dest="imdb_name", default=None, help="time on this dataset's images")
-    parser.add_argument("--images", nargs="+", default=None, help="or on these image files")
+    parser = tool_parser("Time the stages of a Faster R-CNN test net", device=True, cfg=True,
+                         prototxt="required: test prototxt (with an RPN)",
+                         weights="optional: weights (default: random init)", help_if_empty=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--imdb", dest="imdb_name", default=None, help="time on this dataset's images")
+    source.add_argument("--images", nargs="+", default=None, help="or on these image files")
     parser.add_argument("--num", type=int, default=50, help="number of images to time")
     parser.add_argument("--warmup", type=int, default=3, help="untimed passes first")
-    add_cfg_args(parser)
-    return parse_or_help(parser, argv)
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
@@ -45,11 +41,8 @@ def main(argv=None) -> int:
 
         imdb = get_imdb(args.imdb_name, cfg)
         paths = [imdb.image_path_at(i) for i in range(min(args.num, imdb.num_images))]
-    elif args.images:
-        paths = (args.images * args.num)[: args.num]
     else:
-        print("time_net.py: give --imdb or --images", file=sys.stderr)
-        return 2
+        paths = (args.images * args.num)[: args.num]
     net = Net(args.prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
 
     nms_fn = nms_from_config(cfg)
@@ -75,4 +68,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

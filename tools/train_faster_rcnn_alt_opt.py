@@ -2,14 +2,15 @@
 """Train a Faster R-CNN network with 4-step alternating optimisation
 (upstream's tools/train_faster_rcnn_alt_opt.py; see frcnn.training.alt_opt).
 
-Rerunning the same command skips finished steps and resumes an unfinished one.
+Rerunning the same command skips finished steps and resumes an unfinished one. The paper's
+nets (ZF, VGG16, VGG_CNN_M_1024) need --weights (their ImageNet weights) or --from_scratch.
 """
 
 import argparse
 import os
 import sys
 
-from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, write_path_file
+from frcnn.cli import add_flag, check_pretrained, config_from_args, run_tool, tool_parser, write_path_file
 from frcnn.config import get_output_dir
 from frcnn.nets.adapt import adapt_model_dir
 from frcnn.training.alt_opt import STAGE_ITERS, train_alt_opt
@@ -27,32 +28,22 @@ def iters_list(value: str) -> list:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train a Faster R-CNN network")
-    add_device_args(parser)
-    parser.add_argument("--net_name", dest="net_name", help="network name (e.g., 'ZF')", default=None, type=str)
-    parser.add_argument("--models_dir", default=None,
-                        help="folder of the stage prototxts (default: MODELS_DIR/<net_name>/faster_rcnn_alt_opt)")
-    parser.add_argument("--weights", dest="pretrained_model", help="initialize with pretrained model weights",
-                        default=None, type=str)
-    parser.add_argument("--imdb", dest="imdb_name", help="dataset to train on", default="voc_2007_trainval",
-                        type=str)
+    parser = tool_parser("Train a Faster R-CNN network", device=True, cfg=True, training=True, help_if_empty=True)
+    add_flag(parser, "--net_name", dest="net_name", required=True,
+             help="network name (e.g., 'ZF'): the prototxts are MODELS_DIR/<net_name>/faster_rcnn_alt_opt")
+    add_flag(parser, "--models_dir", default=None,
+             help="folder of the stage prototxts (default: MODELS_DIR/<net_name>/faster_rcnn_alt_opt)")
+    parser.add_argument("--imdb", dest="imdb_name", help="dataset to train on", default="voc_2007_trainval")
     parser.add_argument("--iters", dest="max_iters", type=iters_list, default=list(STAGE_ITERS),
                         help="iterations of the 4 steps, comma-separated (default: upstream's "
                              f"{','.join(map(str, STAGE_ITERS))})")
-    parser.add_argument("--final_model_file", default=None,
-                        help="write the final model's path into this file (for scripts)")
-    add_cfg_args(parser)
-    return parse_or_help(parser, argv)
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print("Called with args:")
-    print(args)
-    if args.net_name is None:
-        print("train_faster_rcnn_alt_opt.py: --net_name is required", file=sys.stderr)
-        return 2
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, echo=True)
+    check_pretrained(args.net_name, args.pretrained_model, args.from_scratch, cfg.DATA_DIR)
 
     from frcnn.datasets.factory import get_imdb
 
@@ -73,4 +64,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

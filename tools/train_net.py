@@ -2,28 +2,32 @@
 """Train a Fast R-CNN or Faster R-CNN (end2end) network (upstream's tools/train_net.py).
 
 A run that was stopped continues from its last snapshot when the same command is run
-again (or with --resume); --fresh ignores earlier snapshots.
+again (or with --resume); --fresh ignores earlier snapshots. The paper's nets (ZF, VGG16,
+VGG_CNN_M_1024) need --weights (their ImageNet weights) or an explicit --from_scratch.
 """
 
-import argparse
 import os
 import sys
 
-from frcnn.cli import add_cfg_args, add_device_args, config_from_args, parse_or_help, write_path_file
+from frcnn.cli import (
+    check_pretrained,
+    config_from_args,
+    run_tool,
+    solver_net_name,
+    tool_parser,
+    write_path_file,
+)
 from frcnn.config import get_output_dir
 from frcnn.nets.adapt import ensure_solver_classes
 from frcnn.training.train import TrainingDiverged, get_roidb, set_random_seeds, train_net
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train a Fast R-CNN network")
-    add_device_args(parser)
-    parser.add_argument("--solver", dest="solver", help="solver prototxt", default=None, type=str)
+    parser = tool_parser("Train a Fast R-CNN network", device=True, cfg=True, training=True, help_if_empty=True)
+    parser.add_argument("--solver", dest="solver", help="solver prototxt", required=True)
     parser.add_argument("--iters", dest="max_iters", help="number of iterations to train", default=40000, type=int)
-    parser.add_argument("--weights", dest="pretrained_model", help="initialize with pretrained model weights",
-                        default=None, type=str)
     parser.add_argument("--imdb", dest="imdb_name", help="dataset to train on ('a+b' joins several)",
-                        default="voc_2007_trainval", type=str)
+                        default="voc_2007_trainval")
     parser.add_argument("--rand", dest="randomize", help="randomize (do not use a fixed seed)", action="store_true")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true",
@@ -33,20 +37,14 @@ def parse_args(argv=None):
     parser.add_argument("--proposals", default=None,
                         help="proposal file (.npz, e.g. from rpn_generate.py) to train Fast R-CNN on "
                              "(sets TRAIN.PROPOSAL_METHOD rpn)")
-    parser.add_argument("--final_model_file", default=None,
-                        help="write the final model's path into this file (for scripts)")
-    add_cfg_args(parser)
-    return parse_or_help(parser, argv)
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print("Called with args:")
-    print(args)
-    if args.solver is None:
-        print("train_net.py: --solver is required", file=sys.stderr)
-        return 2
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, echo=True)
+    check_pretrained(solver_net_name(args.solver, cfg.ROOT_DIR), args.pretrained_model, args.from_scratch,
+                     cfg.DATA_DIR)
     if not args.randomize:
         # fix the random seeds (numpy and torch) for reproducibility
         set_random_seeds(cfg.RNG_SEED)
@@ -71,4 +69,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -1,5 +1,6 @@
-# Shared by the experiment scripts (sourced, not run): argument checks, dataset names,
-# logging. Each script sets METHOD before sourcing this file.
+# Shared by the experiment scripts (sourced, not run, from the repository root): the
+# interpreter, argument checks, dataset names, weights, logging, and the train and test steps.
+# Each script sets `set -euo pipefail`, changes to the root and sets METHOD before sourcing it.
 #
 # Datasets:
 #   pascal_voc       voc_2007_trainval / voc_2007_test          (models/pascal_voc)
@@ -8,7 +9,12 @@
 #   toy              toy_trainval / toy_test, made first by tools/make_toy_dataset.py if missing
 #   <name>           a VOC-format set under data/<name>: <name>_trainval (or <name>_train) / <name>_test
 # A set whose name has a config experiments/cfgs/<name>.yml gets it after the method's config.
-# ITERS=<n> (environment) overrides the number of training iterations.
+# Environment: ITERS=<n> overrides the number of training iterations; FROM_SCRATCH=1 trains the
+# paper's nets without their ImageNet weights; LOG_DIR=<dir> moves the logs (experiments/logs);
+# PYTHON=<interpreter>; FRCNN_DEBUG=1 shows the tools' tracebacks for user errors too.
+
+export PYTHONUNBUFFERED=1
+PYTHON="${PYTHON:-python}"
 
 usage() {
   cat >&2 <<USAGE
@@ -19,17 +25,20 @@ Usage: $0 GPU_ID NET DATASET [--set KEY VALUE ...]
 Example:
   $0 0 VGG16 pascal_voc --set EXP_DIR foobar RNG_SEED 42
   $0 cpu SMALL toy
+Environment: ITERS, FROM_SCRATCH=1, LOG_DIR, PYTHON (see experiments/README.md)
 USAGE
   exit 1
 }
 
 die() { echo "$0: $*" >&2; exit 1; }
 
+# parse_common_args "$@": sets GPU_ID, NET, NET_LC, DATASET and EXTRA_ARGS (the rest, for the tools)
 parse_common_args() {
   [ "$#" -ge 3 ] || usage
   GPU_ID="$1"
   NET="$2"
   DATASET="$3"
+  EXTRA_ARGS=("${@:4}")
   if ! [[ "$GPU_ID" =~ ^([0-9]+|cpu)$ ]]; then
     die "GPU_ID must be a GPU number or 'cpu', got '$GPU_ID'"
   fi
@@ -80,24 +89,28 @@ resolve_dataset() {
   ITERS="${ITERS:-$ITERS_DEFAULT}"
 }
 
-# start_log NAME: tee everything from here on into experiments/logs/NAME_<args>.txt.<date>
+# start_log NAME: tee everything from here on into $LOG_DIR/NAME_<NET>_<args>.txt.<date>
 start_log() {
-  local slug
+  local slug dir="${LOG_DIR:-experiments/logs}"
   slug=$(printf '%s' "${EXTRA_ARGS[*]:-}" | tr ' /' '__')
-  mkdir -p experiments/logs
-  LOG="experiments/logs/${1}_${NET}_${slug}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
+  mkdir -p "$dir"
+  LOG="$dir/${1}_${NET}_${slug}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
   exec > >(tee -a "$LOG") 2>&1
   echo "Logging output to $LOG"
 }
 
-# ImageNet weights when present, else from scratch (said in the log)
+# pick_weights: WEIGHTS_ARGS for the training tool. The ImageNet weights
+# data/imagenet_models/<NET>.v2.caffemodel (upstream's file names) when present; else
+# --from_scratch for SMALL (it has none) or when FROM_SCRATCH=1; else nothing, and the tool
+# refuses the paper's nets (ZF, VGG16, VGG_CNN_M_1024), saying where their weights go.
 pick_weights() {
   WEIGHTS_ARGS=()
   local w="data/imagenet_models/${NET}.v2.caffemodel"
   if [ -f "$w" ]; then
     WEIGHTS_ARGS=(--weights "$w")
     echo "Initialising from ImageNet weights $w"
-  else
+  elif [ "$NET" = SMALL ] || [ "${FROM_SCRATCH:-0}" = 1 ]; then
+    WEIGHTS_ARGS=(--from_scratch)
     echo "No $w: training from scratch (random initialisation)"
   fi
 }
@@ -106,6 +119,34 @@ cfg_args() {  # the method's cfg, then the dataset's
   CFG_ARGS=()
   if [ -n "${1:-}" ]; then CFG_ARGS+=(--cfg "$1"); fi
   if [ -n "$DATA_CFG" ]; then CFG_ARGS+=(--cfg "$DATA_CFG"); fi
+}
+
+# final_model_file: FINAL_FILE, a temporary file (removed on exit) into which the training tool
+# writes its final model's path for test_final_model (no grepping of logs).
+final_model_file() {
+  FINAL_FILE=$(mktemp "${TMPDIR:-/tmp}/frcnn_final_model.XXXXXX")
+  trap 'rm -f "$FINAL_FILE"' EXIT
+}
+
+# solver_dir: MODEL_DIR=models/<PT_DIR>/<NET>/<METHOD>, which must hold a solver.prototxt
+solver_dir() {
+  MODEL_DIR="models/${PT_DIR}/${NET}/${METHOD}"
+  [ -f "$MODEL_DIR/solver.prototxt" ] || die "no $MODEL_DIR/solver.prototxt"
+}
+
+# train_solver [ARGS...]: tools/train_net.py on $MODEL_DIR/solver.prototxt for $ITERS iterations
+# of $TRAIN_IMDB with the run's weights, configs and extra arguments (ARGS go before them, e.g.
+# --proposals FILE); the final model's path goes into $FINAL_FILE.
+train_solver() {
+  time "$PYTHON" tools/train_net.py --gpu "$GPU_ID" \
+    --solver "$MODEL_DIR/solver.prototxt" \
+    "${WEIGHTS_ARGS[@]}" \
+    --imdb "$TRAIN_IMDB" \
+    --iters "$ITERS" \
+    --final_model_file "$FINAL_FILE" \
+    "$@" \
+    "${CFG_ARGS[@]}" \
+    "${EXTRA_ARGS[@]}"
 }
 
 # test_final_model TEST_PROTOTXT [ARGS...]: read the path the training tool wrote into

@@ -7,8 +7,6 @@
 #   TRAIN_PROPOSALS=<train .npz> TEST_PROPOSALS=<test .npz> ./experiments/scripts/fast_rcnn.sh cpu SMALL toy
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONUNBUFFERED=1
-PYTHON="${PYTHON:-python}"
 METHOD=fast_rcnn
 source experiments/scripts/common.sh
 
@@ -16,8 +14,6 @@ source experiments/scripts/common.sh
 # run is under way cannot break that run.
 main() {
 parse_common_args "$@"
-shift 3
-EXTRA_ARGS=("$@")
 # iterations: pascal_voc 40000, coco 280000 (upstream)
 resolve_dataset "$DATASET" 40000 280000 1000 10000
 PROPOSAL_TRAIN_ARGS=()
@@ -31,25 +27,13 @@ case "$DATASET" in
     PROPOSAL_TEST_ARGS=(--proposals "$TEST_PROPOSALS")
     ;;
 esac
+solver_dir
 start_log "$METHOD"
 pick_weights
 cfg_args ""
+final_model_file
 
-MODEL_DIR="models/${PT_DIR}/${NET}/${METHOD}"
-[ -f "$MODEL_DIR/solver.prototxt" ] || die "no $MODEL_DIR/solver.prototxt"
-FINAL_FILE=$(mktemp "${TMPDIR:-/tmp}/frcnn_final_model.XXXXXX")
-trap 'rm -f "$FINAL_FILE"' EXIT
-
-time "$PYTHON" tools/train_net.py --gpu "$GPU_ID" \
-  --solver "$MODEL_DIR/solver.prototxt" \
-  "${WEIGHTS_ARGS[@]}" \
-  --imdb "$TRAIN_IMDB" \
-  --iters "$ITERS" \
-  --final_model_file "$FINAL_FILE" \
-  "${PROPOSAL_TRAIN_ARGS[@]}" \
-  "${CFG_ARGS[@]}" \
-  "${EXTRA_ARGS[@]}"
-
+train_solver "${PROPOSAL_TRAIN_ARGS[@]}"
 test_final_model "$MODEL_DIR/test.prototxt" "${PROPOSAL_TEST_ARGS[@]}"
 }
 

@@ -10,8 +10,6 @@
 # steps and resumes an unfinished one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONUNBUFFERED=1
-PYTHON="${PYTHON:-python}"
 METHOD=faster_rcnn_alt_opt
 source experiments/scripts/common.sh
 
@@ -19,8 +17,6 @@ source experiments/scripts/common.sh
 # run is under way cannot break that run.
 main() {
 parse_common_args "$@"
-shift 3
-EXTRA_ARGS=("$@")
 case "$DATASET" in
   coco) die "alt-opt on coco is not implemented (as upstream: no COCO alt-opt models)" ;;
   pascal_voc_0712) die "alt-opt trains on one imdb; use pascal_voc (VOC 2007) or faster_rcnn_end2end.sh" ;;
@@ -35,8 +31,7 @@ start_log "$METHOD"
 pick_weights
 cfg_args "experiments/cfgs/${METHOD}.yml"
 
-FINAL_FILE=$(mktemp "${TMPDIR:-/tmp}/frcnn_final_model.XXXXXX")
-trap 'rm -f "$FINAL_FILE"' EXIT
+final_model_file
 
 time "$PYTHON" tools/train_faster_rcnn_alt_opt.py --gpu "$GPU_ID" \
   --net_name "$NET" \

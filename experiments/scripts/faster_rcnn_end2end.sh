@@ -9,8 +9,6 @@
 # Rerunning the same command after an interruption resumes training from its last snapshot.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONUNBUFFERED=1
-PYTHON="${PYTHON:-python}"
 METHOD=faster_rcnn_end2end
 source experiments/scripts/common.sh
 
@@ -18,31 +16,18 @@ source experiments/scripts/common.sh
 # run is under way cannot break that run.
 main() {
 parse_common_args "$@"
-shift 3
-EXTRA_ARGS=("$@")
 # iterations: pascal_voc 70000, coco 490000 (upstream); toy 3000 (the CPU quick start, with
 # models/toy/SMALL's step at 2400); bccd 5000 (models/bccd/SMALL's step at 3750); other sets 10000
 OTHER_ITERS=10000
 if [ "$DATASET" = bccd ]; then OTHER_ITERS=5000; fi
 resolve_dataset "$DATASET" 70000 490000 3000 "$OTHER_ITERS"
+solver_dir
 start_log "$METHOD"
 pick_weights
 cfg_args "experiments/cfgs/${METHOD}.yml"
+final_model_file
 
-MODEL_DIR="models/${PT_DIR}/${NET}/${METHOD}"
-[ -f "$MODEL_DIR/solver.prototxt" ] || die "no $MODEL_DIR/solver.prototxt"
-FINAL_FILE=$(mktemp "${TMPDIR:-/tmp}/frcnn_final_model.XXXXXX")
-trap 'rm -f "$FINAL_FILE"' EXIT
-
-time "$PYTHON" tools/train_net.py --gpu "$GPU_ID" \
-  --solver "$MODEL_DIR/solver.prototxt" \
-  "${WEIGHTS_ARGS[@]}" \
-  --imdb "$TRAIN_IMDB" \
-  --iters "$ITERS" \
-  --final_model_file "$FINAL_FILE" \
-  "${CFG_ARGS[@]}" \
-  "${EXTRA_ARGS[@]}"
-
+train_solver
 test_final_model "$MODEL_DIR/test.prototxt"
 }
 

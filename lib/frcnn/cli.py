@@ -1,5 +1,12 @@
-"""What every command-line tool shares: the device flags, building the run's config, waiting
-for a model file. The tools under ``tools/`` only parse arguments and call into ``frcnn``."""
+"""What every command-line tool shares: the parser with the shared flags, building the run's
+config (and its device), the check that the paper's nets start from their ImageNet weights,
+and ``run_tool``, which turns user errors into one line on stderr and exit status 2.
+
+The tools under ``tools/`` only parse arguments and call into ``frcnn``. Flags are spelled
+with underscores, as upstream's were (``--num_dets``, ``--net_name``); ``add_flag`` also
+accepts the dashed spelling of every multi-word flag (``--num-dets``), so upstream's two
+dashed flags (``--def-svd``, ``--rpn-file``) keep working too.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,21 @@ import os
 import pprint
 import sys
 import time
-from typing import Any
+import traceback
+from collections.abc import Sequence
+from typing import Any, Callable, NoReturn
 
 from frcnn.config import cfg_from_file, cfg_from_list, get_default_config
+from frcnn.errors import UserError, is_user_error, user_message
+
+DEBUG_ENV = "FRCNN_DEBUG"
+
+# The paper's nets, which start from ImageNet weights (data/imagenet_models/<NET>.v2.caffemodel,
+# upstream's file names); keyed by our NET names and by the names their prototxts carry.
+PAPER_NETS = {"ZF": "ZF", "VGG16": "VGG16", "VGG_ILSVRC_16_layers": "VGG16", "VGG_CNN_M_1024": "VGG_CNN_M_1024"}
 
 
+# ------------------------------------------------------------------ argument types
 def gpu_id(value: str) -> int:
     """``--gpu`` value: a GPU number, or ``cpu`` (= -1)."""
     if value.lower() == "cpu":
@@ -36,42 +53,151 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
 
 
-def add_device_args(parser: argparse.ArgumentParser, default_gpu: int = 0) -> None:
-    parser.add_argument("--gpu", dest="gpu_id", help="GPU device id to use (a number, or 'cpu')",
-                        default=default_gpu, type=gpu_id)
-    parser.add_argument("--cpu", dest="cpu_mode", help="run on the CPU (same as --gpu cpu)", action="store_true")
+# ------------------------------------------------------------------ the parser
+class ToolParser(argparse.ArgumentParser):
+    """An ArgumentParser that, with ``help_if_empty``, prints its help and exits 1 when called
+    without arguments (as upstream's tools did)."""
+
+    def __init__(self, *args: Any, help_if_empty: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help_if_empty = help_if_empty
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        argv = sys.argv[1:] if args is None else list(args)
+        if self.help_if_empty and not argv:
+            self.print_help()
+            sys.exit(1)
+        return super().parse_args(argv, namespace)
 
 
-def add_cfg_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cfg", dest="cfg_file", action="append", default=None, type=str,
-                        help="optional config file (repeat to merge several, in order)")
-    parser.add_argument("--set", dest="set_cfgs", help="set config keys", default=None, nargs=argparse.REMAINDER)
+def add_flag(parser: Any, name: str, *aliases: str, **kwargs: Any) -> argparse.Action:
+    """``parser.add_argument`` for ``--name_with_underscores`` that also accepts
+    ``--name-with-dashes`` (same destination, same value)."""
+    flags = [name]
+    dashed = "--" + name[2:].replace("_", "-")
+    if dashed != name:
+        flags.append(dashed)
+    flags.extend(a for a in aliases if a not in flags)
+    return parser.add_argument(*flags, **kwargs)
 
 
-def parse_or_help(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
-    """Upstream's tools print their help and exit 1 when called without arguments."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 0:
-        parser.print_help()
-        sys.exit(1)
-    return parser.parse_args(argv)
+def tool_parser(
+    description: str,
+    *,
+    device: bool = False,
+    cfg: bool = False,
+    prototxt: str | None = None,
+    weights: str | None = None,
+    wait: bool = False,
+    training: bool = False,
+    help_if_empty: bool = False,
+    **kwargs: Any,
+) -> ToolParser:
+    """The parser a tool starts from, holding the shared flags it asks for.
+
+    - ``device``: ``--gpu N|cpu`` and ``--cpu``;
+    - ``cfg``: ``--cfg FILE`` (repeatable) and ``--set KEY VALUE ...`` (the rest of the line);
+    - always ``--debug`` (tracebacks for user errors too; see ``run_tool``);
+    - ``prototxt`` / ``weights``: ``--def`` (dest ``prototxt``) / ``--net`` (dest ``caffemodel``),
+      each ``"required"`` or ``"optional"``, with an optional help text: ``"optional: random weights"``;
+    - ``wait``: ``--wait True|False``, wait until ``--net``'s file exists (upstream's default True);
+    - ``training`` (the trainers): ``--weights`` (dest ``pretrained_model``) or ``--from_scratch``,
+      and ``--final_model_file`` (where the final model's path is written, for scripts).
+    """
+    parser = ToolParser(description=description, help_if_empty=help_if_empty, **kwargs)
+    if prototxt is not None:
+        _add_model_flag(parser, "--def", "prototxt", prototxt, "prototxt file defining the network")
+    if weights is not None:
+        _add_model_flag(parser, "--net", "caffemodel", weights, "model weights (.caffemodel)")
+    if wait:
+        parser.add_argument("--wait", dest="wait", default=True, type=str2bool,
+                            help="wait until the model file exists (True/False)")
+    if training:
+        init = parser.add_mutually_exclusive_group()
+        init.add_argument("--weights", dest="pretrained_model", default=None,
+                          help="initialize with pretrained model weights (the paper's nets: their ImageNet "
+                               "weights, data/imagenet_models/<NET>.v2.caffemodel)")
+        add_flag(init, "--from_scratch", action="store_true",
+                 help="train from random initialisation; needed for the paper's nets (ZF, VGG16, "
+                      "VGG_CNN_M_1024) when no --weights are given")
+        add_flag(parser, "--final_model_file", default=None,
+                 help="write the final model's path into this file (for scripts)")
+    # listed after the tool's own options in --help
+    shared = parser.add_argument_group("options shared by the frcnn tools")
+    if device:
+        shared.add_argument("--gpu", dest="gpu_id", type=gpu_id, default=None,
+                            help="GPU device id to use (a number, or 'cpu'); default: GPU 0 if there is one, "
+                                 "else the CPU")
+        shared.add_argument("--cpu", dest="cpu_mode", action="store_true", help="run on the CPU (same as --gpu cpu)")
+    if cfg:
+        shared.add_argument("--cfg", dest="cfg_file", action="append", default=None,
+                            help="optional config file (repeat to merge several, in order)")
+        shared.add_argument("--set", dest="set_cfgs", default=None, nargs=argparse.REMAINDER,
+                            help="set config keys: KEY VALUE ... (the rest of the command line)")
+    shared.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of user errors (bad paths, keys, files) too; {DEBUG_ENV}=1 does "
+                             "the same")
+    return parser
 
 
-def config_from_args(args: argparse.Namespace, show: bool = True) -> Any:
-    """Default config, then ``--cfg``, then ``--set``, then the device (upstream's order)."""
+def _add_model_flag(parser: argparse.ArgumentParser, flag: str, dest: str, spec: str, what: str) -> None:
+    kind, _, text = spec.partition(":")
+    if kind not in ("required", "optional"):
+        raise ValueError(f"tool_parser: {flag} must be 'required' or 'optional' (+ ': help'), got {spec!r}")
+    parser.add_argument(flag, dest=dest, required=kind == "required", default=None, help=text.strip() or what)
+
+
+# ------------------------------------------------------------------ config and device
+def check_gpu(gpu: int) -> None:
+    """Raise a UserError when GPU ``gpu`` (>= 0) is not there; -1 (the CPU) always is."""
+    if gpu < 0:
+        return
+    import torch
+
+    cpu_hint = "'cpu' runs on the CPU (--gpu cpu; GPU_ID cpu for experiments/scripts)"
+    if not torch.cuda.is_available():
+        raise UserError(f"GPU {gpu} asked for, but this torch sees no CUDA device (torch {torch.__version__}, "
+                        f"CUDA {torch.version.cuda or 'not built'}); {cpu_hint}")
+    count = torch.cuda.device_count()
+    if gpu >= count:
+        raise UserError(f"GPU {gpu} asked for, but this machine has {count} CUDA device(s) (0..{count - 1}); "
+                        f"{cpu_hint}")
+
+
+def config_from_args(args: argparse.Namespace, show: bool = True, echo: bool = False) -> Any:
+    """Default config, then ``--cfg``, then ``--set``, then the device (upstream's order).
+    ``echo`` first prints the arguments and ``show`` then the config, as upstream's tools did.
+
+    The device: ``--cpu`` or ``--gpu cpu`` is the CPU; ``--gpu N`` is GPU N, an error when it
+    is not there; without ``--gpu`` it is ``GPU_ID`` (0 unless set) when CUDA is available,
+    else the CPU, with a note.
+    """
+    if echo:
+        print("Called with args:")
+        print(args)
     cfg = get_default_config()
     cfg_files = getattr(args, "cfg_file", None) or []
     for cfg_file in [cfg_files] if isinstance(cfg_files, str) else cfg_files:
         cfg_from_file(cfg_file, cfg)
     if getattr(args, "set_cfgs", None):
         cfg_from_list(args.set_cfgs, cfg)
-    gpu = -1 if getattr(args, "cpu_mode", False) else getattr(args, "gpu_id", cfg.GPU_ID)
-    if gpu >= 0:
-        import torch
+    asked = getattr(args, "gpu_id", None)
+    if getattr(args, "cpu_mode", False):
+        gpu = -1
+    elif asked is not None:
+        check_gpu(asked)
+        gpu = asked
+    else:
+        gpu = cfg.GPU_ID
+        if gpu >= 0:
+            import torch
 
-        if not torch.cuda.is_available():
-            print(f"Note: GPU {gpu} asked for, but this torch has no CUDA device; running on the CPU")
-            gpu = -1
+            if torch.cuda.is_available():
+                check_gpu(gpu)
+            else:
+                if hasattr(args, "gpu_id"):  # a tool with device flags: say where it runs
+                    print(f"Note: no CUDA device, so running on the CPU (GPU_ID {gpu} needs one)")
+                gpu = -1
     cfg.GPU_ID = gpu
     if gpu < 0:
         cfg.USE_GPU_NMS = False
@@ -81,6 +207,52 @@ def config_from_args(args: argparse.Namespace, show: bool = True) -> Any:
     return cfg
 
 
+# ------------------------------------------------------------------ pretrained weights
+def imagenet_weights_path(net: str, data_dir: str) -> str:
+    """Where upstream's scripts expect a paper net's ImageNet weights."""
+    return os.path.join(data_dir, "imagenet_models", f"{net}.v2.caffemodel")
+
+
+def check_pretrained(net_name: str | None, weights: str | None, from_scratch: bool, data_dir: str) -> None:
+    """Refuse (UserError) to train one of the paper's nets without its ImageNet weights unless
+    ``from_scratch`` asks for it: that takes days and does not reach the paper's numbers.
+    Other nets (SMALL, yours) train from scratch when no weights are given. A ``weights``
+    path that does not exist is an error at once, not after the data are loaded."""
+    if weights is not None:
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"--weights {weights}: no such file")
+        return
+    net = PAPER_NETS.get(net_name or "")
+    if net is None or from_scratch:
+        return
+    path = _shown(imagenet_weights_path(net, data_dir))
+    get = "py-faster-rcnn's data/scripts/fetch_imagenet_models.sh downloads it"
+    if net == "VGG16":
+        get += f"; or convert torchvision's: python tools/import_torchvision_vgg16.py vgg16-397923af.pth {path}"
+    raise UserError(
+        f"{net} is one of the paper's nets, which start from ImageNet weights, and none were given: put the "
+        f"file at {path} ({get}) and pass --weights {path} (experiments/scripts look there); or pass --from_scratch "
+        "(FROM_SCRATCH=1 for experiments/scripts) to train it from random initialisation anyway"
+    )
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter messages)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def solver_net_name(solver: str, root_dir: str) -> str | None:
+    """The ``name:`` of the net a solver trains (upstream's nets: ZF, VGG_ILSVRC_16_layers, ...)."""
+    from frcnn.caffe.prototxt import parse_file
+    from frcnn.nets.adapt import solver_net_path
+
+    _, net_path = solver_net_path(solver, root_dir)
+    name = parse_file(net_path).get("name")
+    return None if name is None else str(name)
+
+
+# ------------------------------------------------------------------ files between steps
 def wait_for_file(path: str, wait: bool, poll_s: float = 10.0) -> None:
     """Wait (polling) until ``path`` exists when ``wait``; otherwise raise if it is missing."""
     while not os.path.exists(path):
@@ -98,3 +270,31 @@ def write_path_file(path_file: str | None, value: str) -> None:
 
     with atomic_write(path_file, "w") as f:
         f.write(os.path.abspath(value) + "\n")
+
+
+# ------------------------------------------------------------------ running a tool
+def debug_requested(argv: Sequence[str]) -> bool:
+    """``--debug`` before ``--set`` (whose values are the rest of the line), or $FRCNN_DEBUG=1."""
+    argv = list(argv)
+    head = argv[: argv.index("--set")] if "--set" in argv else argv
+    return "--debug" in head or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run a tool's ``main(argv)`` and exit with its status. A user error (``frcnn.errors``)
+    prints ``<tool>: error: <message>`` on stderr and exits 2, its traceback shown only with
+    ``--debug``; any other exception is a bug and keeps its traceback (exit 1)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        status = main(argv)
+    except Exception as e:
+        if not is_user_error(e):
+            raise
+        if debug_requested(argv):
+            traceback.print_exc()
+        sys.stdout.flush()
+        prog = os.path.basename(sys.argv[0]) or "frcnn"
+        hint = "" if debug_requested(argv) else " (--debug shows the traceback)"
+        print(f"{prog}: error: {user_message(e)}{hint}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    sys.exit(status or 0)

@@ -5,16 +5,18 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPTS = ["faster_rcnn_end2end.sh", "faster_rcnn_alt_opt.sh", "fast_rcnn.sh"]
 
 
-def run_script(name, *args):
-    env = dict(os.environ, PYTHON=sys.executable)
+def run_script(name, *args, **env_overrides):
+    env = {k: v for k, v in os.environ.items() if k not in ("FROM_SCRATCH", "FRCNN_DEBUG", "ITERS", "LOG_DIR")}
+    env.update(PYTHON=sys.executable, **env_overrides)
     return subprocess.run(
         ["bash", os.path.join(ROOT, "experiments", "scripts", name), *args],
-        check=False, capture_output=True, text=True, env=env, timeout=60,
+        check=False, capture_output=True, text=True, env=env, timeout=120,
     )
 
 
@@ -78,3 +80,62 @@ def test_config_from_args_merges_several_cfg_files_in_order(tmp_path):
     cfg = config_from_args(args, show=False)
     assert cfg.EXP_DIR == "a" and tuple(cfg.TRAIN.SCALES) == (200, 250) and cfg.RNG_SEED == 7
     assert cfg.GPU_ID == -1 and cfg.USE_GPU_NMS is False
+
+
+# ------------------------------------------------------------------ no GPU, no ImageNet weights
+no_voc = pytest.mark.skipif(os.path.exists(os.path.join(ROOT, "data", "VOCdevkit2007")),
+                            reason="data/VOCdevkit2007 exists: the run would start training")
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+
+
+def error_line(out):
+    """The tool's one error line in a script's output (the log's tee carries stderr too)."""
+    lines = [line for line in out.splitlines() if ".py: error: " in line]
+    assert len(lines) == 1, out[-3000:]
+    return lines[0]
+
+
+def vgg16_weights_absent():
+    return not os.path.exists(os.path.join(ROOT, "data", "imagenet_models", "VGG16.v2.caffemodel"))
+
+
+# fast_rcnn.sh trains through the same common.sh step (train_solver) as faster_rcnn_end2end.sh
+TRAINERS = ["faster_rcnn_end2end.sh", "faster_rcnn_alt_opt.sh"]
+
+
+@no_cuda
+@pytest.mark.parametrize("script", TRAINERS)
+def test_asking_for_a_gpu_without_cuda_is_an_error(script, tmp_path):
+    r = run_script(script, "0", "SMALL", "pascal_voc", LOG_DIR=str(tmp_path))
+    assert r.returncode == 2, r.stdout[-3000:]
+    last = error_line(r.stdout)
+    assert "error: GPU 0 asked for, but this torch sees no CUDA device" in last and "'cpu' runs on the CPU" in last
+    assert "Traceback" not in r.stdout and "Solving" not in r.stdout
+
+
+@no_voc
+@pytest.mark.parametrize("script", TRAINERS)
+def test_paper_net_without_imagenet_weights_is_an_error(script, tmp_path):
+    if not vgg16_weights_absent():
+        pytest.skip("data/imagenet_models/VGG16.v2.caffemodel exists")
+    r = run_script(script, "cpu", "VGG16", "pascal_voc", LOG_DIR=str(tmp_path))
+    assert r.returncode == 2, r.stdout[-3000:]
+    last = error_line(r.stdout)
+    assert "error: VGG16 is one of the paper's nets, which start from ImageNet weights" in last
+    for needle in ("data/imagenet_models/VGG16.v2.caffemodel", "fetch_imagenet_models.sh",
+                   "tools/import_torchvision_vgg16.py", "FROM_SCRATCH=1"):
+        assert needle in last, needle
+    assert "Solving" not in r.stdout
+    assert os.listdir(tmp_path), "the log goes to LOG_DIR"
+
+
+@no_voc
+@pytest.mark.parametrize("net, env", [("VGG16", {"FROM_SCRATCH": "1"}), ("SMALL", {})])
+def test_from_scratch_is_explicit_for_paper_nets_and_silent_for_small(net, env, tmp_path):
+    # past the weights check the run stops at the missing VOC devkit (nothing is trained here)
+    r = run_script("faster_rcnn_end2end.sh", "cpu", net, "pascal_voc", LOG_DIR=str(tmp_path), **env)
+    assert r.returncode == 2, r.stdout[-3000:]
+    assert "training from scratch (random initialisation)" in r.stdout
+    assert "from_scratch=True" in r.stdout
+    last = error_line(r.stdout)
+    assert "VOCdevkit" in last and "ImageNet weights" not in last

@@ -12,7 +12,6 @@ convention, so its kept sets may differ slightly; the timing compares like with 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
 import time
@@ -20,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from frcnn.cli import run_tool, tool_parser
 from frcnn.ops import nms, roi_pool
 
 try:  # optional: only for the comparison column
@@ -122,7 +122,7 @@ def format_table(rows: list[tuple], device_name: str, repeats: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = tool_parser(__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu or cuda[:i] (default: cuda when available)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (default 50 GPU, 5 CPU)")
@@ -140,4 +140,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)
