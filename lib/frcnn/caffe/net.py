@@ -17,9 +17,10 @@ import torch
 
 from .blob import Blob, ParamBlob
 from .layers import Layer, layer_class
+from .layers.base import MAX_BLOB_COUNT, prod
 from .layers.data import Input
 from .netspec import load, net_layers
-from .prototxt import Message
+from .prototxt import Message, PrototxtError
 
 TRAIN = "TRAIN"
 TEST = "TEST"
@@ -35,6 +36,33 @@ def _as_tensor(value: Any, device: torch.device, name: str) -> torch.Tensor:
     if not t.is_floating_point():
         t = t.float()
     return t.to(device)
+
+
+def _check_tops(lp: Message, name: str, bottoms: list[str], shapes: list[Any], producers: dict[str, str]) -> None:
+    """Caffe's rules for tops: a blob has one producer, except that an in-place layer (top i the
+    same blob as bottom i) rewrites it; a blob holds at most MAX_BLOB_COUNT values."""
+    for j, f in enumerate(lp.all_fields("top")):
+        t = f.value
+        in_place = j < len(bottoms) and bottoms[j] == t
+        if t in producers and not in_place:
+            raise PrototxtError(f"{lp.where(f)}: top blob '{t}' produced by multiple sources: layers "
+                                f"'{producers[t]}' and '{name}' (only an in-place layer, whose top {j} is its "
+                                f"bottom {j}, may write an existing blob)")
+        producers[t] = name
+    for t, s in zip(lp.get_strs("top"), shapes):
+        count = None if s is None else prod(s)
+        if count is not None and count > MAX_BLOB_COUNT:
+            raise lp.error("top", f"layer '{name}': top blob '{t}' would have shape {s}: {count:,} values, "
+                                  f"more than a Caffe blob may hold ({MAX_BLOB_COUNT:,})")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(e)
+
+
+def _oom_error(e: BaseException) -> type[BaseException]:
+    """The error type to re-raise an allocation failure as (CUDA's keeps its own type)."""
+    return torch.OutOfMemoryError if isinstance(e, torch.OutOfMemoryError) else MemoryError
 
 
 class Net(torch.nn.Module):
@@ -77,6 +105,7 @@ class Net(torch.nn.Module):
         shapes: dict[str, Any] = {}
         available: dict[str, None] = {}
         names: set[str] = set()
+        producers: dict[str, str] = {}  # blob -> the layer that made it last
         shared: dict[str, tuple[torch.nn.Parameter, str]] = {}
         for i, lp in enumerate(lps):
             type_name = lp.get_str("type")
@@ -96,6 +125,7 @@ class Net(torch.nn.Module):
             if isinstance(layer, Input):
                 self.inputs.extend(layer.tops)
             top_shapes = layer.infer([shapes[b] for b in bottoms])
+            _check_tops(lp, name, bottoms, top_shapes, producers)
             for b in bottoms:
                 available.pop(b, None)
             for t, s in zip(layer.tops, top_shapes):
@@ -210,7 +240,14 @@ class Net(torch.nn.Module):
                 for b, prop in zip(layer.bottoms, self._propagate[idx]):
                     x = values[b] if b in values else self._blobs[b].data
                     bottoms.append(x if prop else x.detach())
-                tops = layer(*bottoms)
+                try:
+                    tops = layer(*bottoms)
+                except (MemoryError, RuntimeError) as e:
+                    if not _out_of_memory(e):
+                        raise
+                    shapes = ", ".join(str(tuple(x.shape)) for x in bottoms)
+                    raise _oom_error(e)(f"net '{self.name}' ({self.source}): layer '{layer.name}' "
+                                        f"({layer.type_name}) ran out of memory on bottoms {shapes}: {e}") from e
                 if len(tops) != len(layer.tops):
                     raise RuntimeError(f"layer '{layer.name}' made {len(tops)} tops, the prototxt names {len(layer.tops)}")
                 for t, v in zip(layer.tops, tops):

@@ -23,11 +23,16 @@ __all__ = ["Enum", "Field", "Message", "PrototxtError", "parse", "parse_file", "
 
 
 # -- parser --------------------------------------------------------------------------------
+#: deepest nesting of messages accepted (protobuf's text parser stops at 100 too)
+MAX_DEPTH = 100
+
+
 class _Parser:
     def __init__(self, tokens: list[Token], filename: str) -> None:
         self.tokens = tokens
         self.i = 0
         self.filename = filename
+        self.depth = 0
 
     def peek(self) -> Token:
         return self.tokens[self.i]
@@ -76,6 +81,10 @@ class _Parser:
     def _sub(self, msg: Message, name: Token) -> None:
         open_tok = self.next()
         close = "}" if open_tok.text == "{" else ">"
+        if self.depth >= MAX_DEPTH:
+            raise PrototxtError(f"{self.filename}:{open_tok.line}:{open_tok.col}: messages nested more than "
+                                f"{MAX_DEPTH} levels deep (at '{name.text}')")
+        self.depth += 1
         try:
             sub = self.message(close, open_tok.line, open_tok.col)
         except PrototxtError as e:
@@ -84,6 +93,8 @@ class _Parser:
                     f"{e} (the '{open_tok.text}' of '{name.text}' at line {open_tok.line} is never closed)"
                 ) from None
             raise
+        finally:
+            self.depth -= 1
         msg.fields.append(Field(name.text, sub, name.line, name.col))
 
     def _list(self, msg: Message, name: Token) -> None:
