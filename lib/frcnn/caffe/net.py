@@ -10,7 +10,7 @@ Outputs, as Caffe's: the blobs that no later layer consumes, sorted by name.
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from .layers.base import MAX_BLOB_COUNT, prod
 from .layers.data import Input
 from .netspec import load, net_layers
 from .prototxt import Message, PrototxtError
+
+if TYPE_CHECKING:
+    from .weights import CopyReport
 
 TRAIN = "TRAIN"
 TEST = "TEST"
@@ -294,13 +297,16 @@ class Net(torch.nn.Module):
         return names.index(name)
 
     # -- weights -----------------------------------------------------------------------
-    def copy_from(self, path: str) -> list[str]:
+    def copy_from(self, path: str, *, allow_empty: bool = False) -> CopyReport:
         """Copy weights by layer name from a .caffemodel or our torch param file, as Caffe's
         CopyTrainedLayersFrom: layers absent from the net are ignored; a blob-count or shape
-        mismatch raises naming the layer. Returns the names of the layers copied."""
+        mismatch raises naming the layer. Each net layer with parameters that the file leaves
+        untouched gets a WeightsWarning; a file that fills no parameter at all (the model of
+        another net) raises a WeightsError naming the file and the net, unless ``allow_empty``.
+        Returns a CopyReport: the list of the layers copied, with counts and ``summary()``."""
         from .weights import copy_weights
 
-        return copy_weights(self, path)
+        return copy_weights(self, path, allow_empty=allow_empty)
 
     def save(self, path: str) -> None:
         """Write the learnable blobs as a .caffemodel (``.pth``: our torch param file), atomically."""

@@ -19,7 +19,7 @@ from frcnn.utils.io import atomic_write
 from .message import Enum, Field, Message
 from .text_tokens import PrototxtError, Token, tokenize
 
-__all__ = ["Enum", "Field", "Message", "PrototxtError", "parse", "parse_file", "to_text", "write_file"]
+__all__ = ["Enum", "Field", "Message", "PrototxtError", "parse", "parse_bytes", "parse_file", "to_text", "write_file"]
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -157,11 +157,16 @@ def parse_file(path: str) -> Message:
             raw = f.read()
     except OSError as e:
         raise PrototxtError(f"{path}: cannot read: {e.strerror}") from None
+    return parse_bytes(raw, path)
+
+
+def parse_bytes(raw: bytes, filename: str) -> Message:
+    """Parse the bytes of a prototxt file (UTF-8); errors name ``filename``."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise PrototxtError(f"{path}: not a text file (byte {e.start} is not UTF-8)") from None
-    return parse(text, path)
+        raise PrototxtError(f"{filename}: not a text file (byte {e.start} is not UTF-8)") from None
+    return parse(text, filename)
 
 
 # -- writer --------------------------------------------------------------------------------
