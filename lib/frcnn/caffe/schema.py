@@ -44,6 +44,44 @@ ENUMS: dict[str, dict[str, int]] = {
 
 _FILLERS = {"weight_filler": "FillerParameter", "bias_filler": "FillerParameter"}
 
+#: LayerParameter's per-type parameter messages (and the two shared by many types)
+_LAYER_PARAMS = {
+    "transform_param": "TransformationParameter", "loss_param": "LossParameter",
+    "accuracy_param": "AccuracyParameter", "argmax_param": "ArgMaxParameter",
+    "batch_norm_param": "BatchNormParameter", "bias_param": "BiasParameter",
+    "concat_param": "ConcatParameter", "contrastive_loss_param": "ContrastiveLossParameter",
+    "convolution_param": "ConvolutionParameter", "crop_param": "CropParameter",
+    "data_param": "DataParameter", "dropout_param": "DropoutParameter",
+    "dummy_data_param": "DummyDataParameter", "eltwise_param": "EltwiseParameter",
+    "elu_param": "ELUParameter", "embed_param": "EmbedParameter", "exp_param": "ExpParameter",
+    "flatten_param": "FlattenParameter", "hdf5_data_param": "HDF5DataParameter",
+    "hdf5_output_param": "HDF5OutputParameter", "hinge_loss_param": "HingeLossParameter",
+    "image_data_param": "ImageDataParameter", "infogain_loss_param": "InfogainLossParameter",
+    "inner_product_param": "InnerProductParameter", "input_param": "InputParameter",
+    "log_param": "LogParameter", "lrn_param": "LRNParameter", "memory_data_param": "MemoryDataParameter",
+    "mvn_param": "MVNParameter", "parameter_param": "ParameterParameter",
+    "pooling_param": "PoolingParameter", "power_param": "PowerParameter", "prelu_param": "PReLUParameter",
+    "python_param": "PythonParameter", "recurrent_param": "RecurrentParameter",
+    "reduction_param": "ReductionParameter", "relu_param": "ReLUParameter",
+    "reshape_param": "ReshapeParameter", "roi_pooling_param": "ROIPoolingParameter",
+    "scale_param": "ScaleParameter", "sigmoid_param": "SigmoidParameter",
+    "smooth_l1_loss_param": "SmoothL1LossParameter", "softmax_param": "SoftmaxParameter",
+    "spp_param": "SPPParameter", "slice_param": "SliceParameter", "tanh_param": "TanHParameter",
+    "threshold_param": "ThresholdParameter", "tile_param": "TileParameter",
+    "window_data_param": "WindowDataParameter",
+}
+#: the ones V1LayerParameter has too
+_V1_PARAMS = (
+    "transform_param", "loss_param", "accuracy_param", "argmax_param", "concat_param", "contrastive_loss_param",
+    "convolution_param", "data_param", "dropout_param", "dummy_data_param", "eltwise_param", "exp_param",
+    "hdf5_data_param", "hdf5_output_param", "hinge_loss_param", "image_data_param", "infogain_loss_param",
+    "inner_product_param", "lrn_param", "memory_data_param", "mvn_param", "pooling_param", "power_param",
+    "relu_param", "sigmoid_param", "softmax_param", "slice_param", "tanh_param", "threshold_param",
+    "window_data_param",
+    # engine: fast-rcnn-era files put these in V1 blocks too (their ROI_POOLING type is refused by v1.py)
+    "roi_pooling_param", "smooth_l1_loss_param",
+)
+
 #: message type -> {field name: field type}
 MESSAGES: dict[str, dict[str, str]] = {
     # -- shapes, blobs, fillers -------------------------------------------------------------
@@ -70,51 +108,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "LayerParameter": {
         "name": "string", "type": "layertype", "bottom": "*string", "top": "*string", "phase": "Phase",
         "loss_weight": "*float", "param": "*ParamSpec", "blobs": "*BlobProto", "propagate_down": "*bool",
-        "include": "*NetStateRule", "exclude": "*NetStateRule",
-        "transform_param": "TransformationParameter", "loss_param": "LossParameter",
-        "accuracy_param": "AccuracyParameter", "argmax_param": "ArgMaxParameter",
-        "batch_norm_param": "BatchNormParameter", "bias_param": "BiasParameter",
-        "concat_param": "ConcatParameter", "contrastive_loss_param": "ContrastiveLossParameter",
-        "convolution_param": "ConvolutionParameter", "crop_param": "CropParameter",
-        "data_param": "DataParameter", "dropout_param": "DropoutParameter",
-        "dummy_data_param": "DummyDataParameter", "eltwise_param": "EltwiseParameter",
-        "elu_param": "ELUParameter", "embed_param": "EmbedParameter", "exp_param": "ExpParameter",
-        "flatten_param": "FlattenParameter", "hdf5_data_param": "HDF5DataParameter",
-        "hdf5_output_param": "HDF5OutputParameter", "hinge_loss_param": "HingeLossParameter",
-        "image_data_param": "ImageDataParameter", "infogain_loss_param": "InfogainLossParameter",
-        "inner_product_param": "InnerProductParameter", "input_param": "InputParameter",
-        "log_param": "LogParameter", "lrn_param": "LRNParameter", "memory_data_param": "MemoryDataParameter",
-        "mvn_param": "MVNParameter", "parameter_param": "ParameterParameter",
-        "pooling_param": "PoolingParameter", "power_param": "PowerParameter", "prelu_param": "PReLUParameter",
-        "python_param": "PythonParameter", "recurrent_param": "RecurrentParameter",
-        "reduction_param": "ReductionParameter", "relu_param": "ReLUParameter",
-        "reshape_param": "ReshapeParameter", "roi_pooling_param": "ROIPoolingParameter",
-        "scale_param": "ScaleParameter", "sigmoid_param": "SigmoidParameter",
-        "smooth_l1_loss_param": "SmoothL1LossParameter", "softmax_param": "SoftmaxParameter",
-        "spp_param": "SPPParameter", "slice_param": "SliceParameter", "tanh_param": "TanHParameter",
-        "threshold_param": "ThresholdParameter", "tile_param": "TileParameter",
-        "window_data_param": "WindowDataParameter",
+        "include": "*NetStateRule", "exclude": "*NetStateRule", **_LAYER_PARAMS,
     },
     "V1LayerParameter": {
         "bottom": "*string", "top": "*string", "name": "string", "include": "*NetStateRule",
         "exclude": "*NetStateRule", "type": "v1type", "blobs": "*BlobProto", "param": "*string",
         "blob_share_mode": "*DimCheckMode", "blobs_lr": "*float", "weight_decay": "*float",
-        "loss_weight": "*float", "accuracy_param": "AccuracyParameter", "argmax_param": "ArgMaxParameter",
-        "concat_param": "ConcatParameter", "contrastive_loss_param": "ContrastiveLossParameter",
-        "convolution_param": "ConvolutionParameter", "data_param": "DataParameter",
-        "dropout_param": "DropoutParameter", "dummy_data_param": "DummyDataParameter",
-        "eltwise_param": "EltwiseParameter", "exp_param": "ExpParameter",
-        "hdf5_data_param": "HDF5DataParameter", "hdf5_output_param": "HDF5OutputParameter",
-        "hinge_loss_param": "HingeLossParameter", "image_data_param": "ImageDataParameter",
-        "infogain_loss_param": "InfogainLossParameter", "inner_product_param": "InnerProductParameter",
-        "lrn_param": "LRNParameter", "memory_data_param": "MemoryDataParameter", "mvn_param": "MVNParameter",
-        "pooling_param": "PoolingParameter", "power_param": "PowerParameter", "relu_param": "ReLUParameter",
-        "sigmoid_param": "SigmoidParameter", "softmax_param": "SoftmaxParameter",
-        "slice_param": "SliceParameter", "tanh_param": "TanHParameter", "threshold_param": "ThresholdParameter",
-        "window_data_param": "WindowDataParameter", "transform_param": "TransformationParameter",
-        "loss_param": "LossParameter",
-        # engine: fast-rcnn-era files put these in V1 blocks too (their ROI_POOLING type is refused by v1.py)
-        "roi_pooling_param": "ROIPoolingParameter", "smooth_l1_loss_param": "SmoothL1LossParameter",
+        "loss_weight": "*float", **{k: _LAYER_PARAMS[k] for k in _V1_PARAMS},
         # engine: the V0 format (a layer inside layers) is recognised and refused by netspec.upgrade_v1_layer
         "layer": "any",
     },

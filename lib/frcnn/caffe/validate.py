@@ -98,7 +98,7 @@ def _in(context: str) -> str:
 
 
 def _unknown(msg: Message, f: Field, type_name: str, table: dict[str, str], context: str) -> PrototxtError:
-    hint = difflib.get_close_matches(f.name, list(table), n=1, cutoff=0.7)
+    hint = difflib.get_close_matches(f.name, list(table), n=1, cutoff=0.6)
     notes = ([f"in {context}"] if context else []) + ([f"did you mean '{hint[0]}'?"] if hint else [])
     tail = f" ({'; '.join(notes)})" if notes else ""
     return PrototxtError(f"{msg.where(f)}: '{f.name}' is not a {type_name} field{tail}")

@@ -98,13 +98,18 @@ class CopyReport(list):
         """One line for the log, e.g. "copied 13 layers (26 blobs, 14,710,464 values) from
         VGG16.caffemodel into net 'VGG_ILSVRC_16_layers'; 5 layers with parameters kept their
         initial values: rpn_conv/3x3, ..."."""
-        text = (f"copied {len(self)} layers ({self.blobs} blobs, {self.values:,} values) from {self.path} "
-                f"into net '{self.net_name}'")
+        text = (f"copied {_count(len(self), 'layer')} ({_count(self.blobs, 'blob')}, {self.values:,} values) "
+                f"from {self.path} into net '{self.net_name}'")
         if self.missing:
-            text += f"; {len(self.missing)} layers with parameters kept their initial values: {_names(self.missing)}"
+            text += (f"; {_count(len(self.missing), 'layer')} with parameters kept their initial values: "
+                     f"{_names(self.missing)}")
         if self.ignored:
-            text += f"; {len(self.ignored)} layers of the file are not in the net"
+            text += f"; {_count(len(self.ignored), 'layer')} of the file not in the net"
         return text
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _names(names: list[str], most: int = 8) -> str:
@@ -158,7 +163,7 @@ def copy_blobs(net: Net, source: list[tuple[str, list[BlobData]]], path: str, al
             "load nothing on purpose")
     for name in report.missing:
         warnings.warn(WeightsWarning(f"{path}: net layer '{name}' ({layers[name].type_name}) has parameters but the "
-                                     "file has no layer of that name: it keeps its initial values"), stacklevel=3)
+                                     "file has no layer of that name: it keeps its initial values"), stacklevel=4)
     logger.info(report.summary())
     return report
 
