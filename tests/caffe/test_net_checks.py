@@ -126,6 +126,14 @@ def test_running_out_of_memory_in_forward_names_the_layer(monkeypatch):
                                           r"\(1, 3, 8, 8\): DefaultCPUAllocator"):
         n.forward(data=torch.zeros(1, 3, 8, 8))
 
+    def cuda_oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(linear.F, "conv2d", cuda_oom)
+    with pytest.raises(torch.OutOfMemoryError, match=r"layer 'conv' \(Convolution\) ran out of memory on bottoms "
+                                                     r"\(1, 3, 8, 8\): CUDA out of memory"):
+        n.forward(data=torch.zeros(1, 3, 8, 8))
+
     def bug(*args, **kwargs):
         raise RuntimeError("some other failure")
 

@@ -32,7 +32,10 @@ _INT_RANGES = {
     "uint32": (0, 2**32 - 1),
     "uint64": (0, 2**64 - 1),
 }
-_KINDS = {"layertype": "a string", "float": "a number", "double": "a number", "bool": "a boolean", "string": "a string", "bytes": "a string"}
+_KINDS = {
+    "float": "a number", "double": "a number", "bool": "a boolean", "string": "a string", "bytes": "a string",
+    "layertype": "a string",
+}
 
 
 def check(msg: Message, type_name: str, context: str = "") -> None:
