@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from frcnn.datasets.voc_xml import AnnotationWarning, read_voc_xml, voc_gt_entry
+from frcnn.datasets.voc_xml import AnnotationError, AnnotationWarning, read_voc_xml, voc_gt_entry
 
 CLASSES = {"__background__": 0, "cat": 1, "dog": 2}
 
@@ -116,3 +116,63 @@ def test_missing_size_is_none(tmp_path):
     path = tmp_path / "nosize.xml"
     path.write_text("<annotation>" + _obj("cat", (1, 1, 5, 5)) + "</annotation>")
     assert read_voc_xml(str(path)).size is None
+
+
+# -- every annotation problem names the file, the object (index and name) and the field ------
+@pytest.mark.parametrize(("tag", "value"), [("difficult", "yes"), ("difficult", "nan"), ("truncated", "partly")])
+def test_a_non_numeric_flag_names_file_object_and_field(tmp_path, tag, value):
+    body = _obj("cat", (1, 1, 10, 10)) + _obj("dog", (2, 2, 20, 20)).replace(
+        "<difficult>0</difficult>", f"<{tag}>{value}</{tag}>")
+    path = _write(tmp_path, body, name="flags.xml")
+    with pytest.raises(AnnotationError) as e:
+        read_voc_xml(path)
+    assert str(e.value) == f"{path}: object 1 (dog): <{tag}> is '{value}', expected 0 or 1"
+    assert isinstance(e.value, ValueError)
+
+
+def test_numeric_and_absent_flags_still_read(tmp_path):
+    body = (_obj("cat", (1, 1, 10, 10), difficult="1.0") + _obj("dog", (2, 2, 20, 20), difficult="")
+            + "<object><name>cat</name><truncated> 1 </truncated><bndbox><xmin>1</xmin><ymin>1</ymin>"
+              "<xmax>5</xmax><ymax>5</ymax></bndbox></object>")
+    rec = read_voc_xml(_write(tmp_path, body))
+    assert [(o.difficult, o.truncated) for o in rec.objects] == [(True, False), (False, False), (False, True)]
+
+
+def test_a_negative_coordinate_is_clamped_with_a_warning_naming_the_field(tmp_path):
+    path = _write(tmp_path, _obj("cat", (-5, 3, 10, 10)) + _obj("dog", (0, 0, 10, 10)), name="neg.xml")
+    with pytest.warns(AnnotationWarning) as rec:
+        e = voc_gt_entry(read_voc_xml(path), CLASSES, (100, 80))
+    msgs = [str(w.message) for w in rec]
+    assert msgs == [f"{path}: object 0 (cat) box (-5, 3, 10, 10): negative <xmin> -5: clamped to 0"]
+    assert e["boxes"].tolist() == [[0, 2, 9, 9], [0, 0, 9, 9]]  # and the 0 of a 0-based tool stays silent
+
+
+def test_clipping_names_the_fields_that_left_the_image(tmp_path):
+    path = _write(tmp_path, _obj("cat", (90, 10, 120, 95)))
+    with pytest.warns(AnnotationWarning, match=r"object 0 \(cat\) box \(90, 10, 120, 95\) extends outside the "
+                                               r"100x80 image \(<xmax>, <ymax>\): clipped"):
+        voc_gt_entry(read_voc_xml(path), CLASSES, (100, 80))
+
+
+def test_missing_coordinates_and_bad_xml_raise_annotation_errors(tmp_path):
+    body = _obj("cat", (1, 1, 10, 10)).replace("<ymax>10</ymax>", "")
+    path = _write(tmp_path, body, name="noymax.xml")
+    with pytest.raises(AnnotationError, match=r"noymax.xml: object 0 \(cat\): <bndbox> has no <ymax>$"):
+        read_voc_xml(path)
+    enc = tmp_path / "enc.xml"
+    enc.write_bytes(b"<?xml version='1.0' encoding='no-such-codec'?><annotation/>")
+    with pytest.raises(AnnotationError, match="enc.xml: not valid XML"):
+        read_voc_xml(str(enc))
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<annotation><object>")
+    with pytest.raises(AnnotationError, match="broken.xml: not valid XML"):
+        read_voc_xml(str(broken))
+
+
+def test_an_unreadable_size_is_warned_and_ignored(tmp_path):
+    path = tmp_path / "size.xml"
+    path.write_text("<annotation><size><width>wide</width><height>80</height></size>"
+                    + _obj("cat", (1, 1, 5, 5)) + "</annotation>")
+    with pytest.warns(AnnotationWarning, match=r"size.xml: <size> has <width> 'wide' and <height> '80', not a usable "
+                                               r"size: using the image's own size"):
+        assert read_voc_xml(str(path)).size is None

@@ -23,7 +23,8 @@ from . import wire
 from .v1 import v1_type_name
 from .wire import FIXED32, FIXED64, LENGTH, VARINT, CaffeModelError, Reader
 
-__all__ = ["BlobData", "CaffeModel", "CaffeModelError", "LayerData", "read_caffemodel", "write_caffemodel"]
+__all__ = ["BlobData", "CaffeModel", "CaffeModelError", "LayerData", "parse_caffemodel", "read_caffemodel",
+           "write_caffemodel"]
 
 
 @dataclass
@@ -106,7 +107,8 @@ def _read_blob(r: Reader, layer: str, index: int) -> BlobData:
         raise r.error(0, f"blob {index} of layer '{layer}' has shape {shape} ({count} values) but holds "
                          f"{values.size} values")
     if values.dtype != np.float32:
-        values = values.astype(np.float32)  # double_data
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as Caffe's cast
+            values = values.astype(np.float32)  # double_data
     return BlobData(values.reshape(shape), is_legacy)
 
 
@@ -151,7 +153,13 @@ def read_caffemodel(path: str) -> CaffeModel:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     except OSError as e:
         raise CaffeModelError(f"{path}: cannot read: {e.strerror}") from None
-    r = Reader(memoryview(data), path, 0, "NetParameter")
+    return parse_caffemodel(memoryview(data), path)
+
+
+def parse_caffemodel(data: bytes | bytearray | memoryview, filename: str) -> CaffeModel:
+    """Parse the bytes of a .caffemodel; errors name ``filename`` and the byte offset. The blobs
+    are views into ``data``."""
+    r = Reader(memoryview(data), filename, 0, "NetParameter")
     model = CaffeModel()
     for f, wt, v, off in r.fields():
         if f == 1:

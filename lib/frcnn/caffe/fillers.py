@@ -36,9 +36,16 @@ def fill(t: torch.Tensor, filler: Message | None, default_value: float = 0.0, wh
         if kind == "gaussian":
             if filler.get_int("sparse", -1) not in (-1, 0):
                 raise filler.error("sparse", f"{where}: sparse gaussian fillers are not supported")
-            return t.normal_(filler.get_float("mean", 0.0), filler.get_float("std", 1.0))
+            mean, std = filler.get_float("mean", 0.0), filler.get_float("std", 1.0)
+            if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):
+                raise filler.error("std", f"{where}: a gaussian filler needs a finite mean and std >= 0, got "
+                                          f"mean {mean}, std {std}")
+            return t.normal_(mean, std)
         if kind == "uniform":
-            return t.uniform_(filler.get_float("min", 0.0), filler.get_float("max", 1.0))
+            lo, hi = filler.get_float("min", 0.0), filler.get_float("max", 1.0)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise filler.error("min", f"{where}: a uniform filler needs finite min <= max, got [{lo}, {hi}]")
+            return t.uniform_(lo, hi)
         if kind in ("xavier", "msra"):
             fan_in, fan_out = _fans(t, where)
             norm = filler.get_enum("variance_norm", "FAN_IN", _NORMS)

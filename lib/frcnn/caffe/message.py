@@ -105,7 +105,8 @@ class Message:
     # -- typed access ------------------------------------------------------------------
     def _typed(self, f: Field, kind: str, v: Any) -> Any:
         def bad() -> PrototxtError:
-            return PrototxtError(f"{self.where(f)}: field '{f.name}' expects {kind}, got {v!r}")
+            got = f"the bare word {v}" if isinstance(v, Enum) else repr(v)
+            return PrototxtError(f"{self.where(f)}: field '{f.name}' expects {kind}, got {got}")
 
         if kind == "an integer":
             if isinstance(v, bool) or not isinstance(v, int):

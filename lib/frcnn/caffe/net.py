@@ -10,7 +10,7 @@ Outputs, as Caffe's: the blobs that no later layer consumes, sorted by name.
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,9 +19,13 @@ from frcnn.config import get_default_config
 
 from .blob import Blob, ParamBlob
 from .layers import Layer, layer_class
+from .layers.base import MAX_BLOB_COUNT, prod
 from .layers.data import Input
 from .netspec import load, net_layers
-from .prototxt import Message
+from .prototxt import Message, PrototxtError
+
+if TYPE_CHECKING:
+    from .weights import CopyReport
 
 TRAIN = "TRAIN"
 TEST = "TEST"
@@ -37,6 +41,33 @@ def _as_tensor(value: Any, device: torch.device, name: str) -> torch.Tensor:
     if not t.is_floating_point():
         t = t.float()
     return t.to(device)
+
+
+def _check_tops(lp: Message, name: str, bottoms: list[str], shapes: list[Any], producers: dict[str, str]) -> None:
+    """Caffe's rules for tops: a blob has one producer, except that an in-place layer (top i the
+    same blob as bottom i) rewrites it; a blob holds at most MAX_BLOB_COUNT values."""
+    for j, f in enumerate(lp.all_fields("top")):
+        t = f.value
+        in_place = j < len(bottoms) and bottoms[j] == t
+        if t in producers and not in_place:
+            raise PrototxtError(f"{lp.where(f)}: top blob '{t}' produced by multiple sources: layers "
+                                f"'{producers[t]}' and '{name}' (only an in-place layer, whose top {j} is its "
+                                f"bottom {j}, may write an existing blob)")
+        producers[t] = name
+    for t, s in zip(lp.get_strs("top"), shapes):
+        count = None if s is None else prod(s)
+        if count is not None and count > MAX_BLOB_COUNT:
+            raise lp.error("top", f"layer '{name}': top blob '{t}' would have shape {s}: {count:,} values, "
+                                  f"more than a Caffe blob may hold ({MAX_BLOB_COUNT:,})")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(e)
+
+
+def _oom_error(e: BaseException) -> type[BaseException]:
+    """The error type to re-raise an allocation failure as (CUDA's keeps its own type)."""
+    return torch.OutOfMemoryError if isinstance(e, torch.OutOfMemoryError) else MemoryError
 
 
 class Net(torch.nn.Module):
@@ -82,6 +113,7 @@ class Net(torch.nn.Module):
         shapes: dict[str, Any] = {}
         available: dict[str, None] = {}
         names: set[str] = set()
+        producers: dict[str, str] = {}  # blob -> the layer that made it last
         shared: dict[str, tuple[torch.nn.Parameter, str]] = {}
         for i, lp in enumerate(lps):
             type_name = lp.get_str("type")
@@ -101,6 +133,7 @@ class Net(torch.nn.Module):
             if isinstance(layer, Input):
                 self.inputs.extend(layer.tops)
             top_shapes = layer.infer([shapes[b] for b in bottoms])
+            _check_tops(lp, name, bottoms, top_shapes, producers)
             for b in bottoms:
                 available.pop(b, None)
             for t, s in zip(layer.tops, top_shapes):
@@ -215,7 +248,14 @@ class Net(torch.nn.Module):
                 for b, prop in zip(layer.bottoms, self._propagate[idx]):
                     x = values[b] if b in values else self._blobs[b].data
                     bottoms.append(x if prop else x.detach())
-                tops = layer(*bottoms)
+                try:
+                    tops = layer(*bottoms)
+                except (MemoryError, RuntimeError) as e:
+                    if not _out_of_memory(e):
+                        raise
+                    shapes = ", ".join(str(tuple(x.shape)) for x in bottoms)
+                    raise _oom_error(e)(f"net '{self.name}' ({self.source}): layer '{layer.name}' "
+                                        f"({layer.type_name}) ran out of memory on bottoms {shapes}: {e}") from e
                 if len(tops) != len(layer.tops):
                     raise RuntimeError(f"layer '{layer.name}' made {len(tops)} tops, the prototxt names {len(layer.tops)}")
                 for t, v in zip(layer.tops, tops):
@@ -262,13 +302,16 @@ class Net(torch.nn.Module):
         return names.index(name)
 
     # -- weights -----------------------------------------------------------------------
-    def copy_from(self, path: str) -> list[str]:
+    def copy_from(self, path: str, *, allow_empty: bool = False) -> CopyReport:
         """Copy weights by layer name from a .caffemodel or our torch param file, as Caffe's
         CopyTrainedLayersFrom: layers absent from the net are ignored; a blob-count or shape
-        mismatch raises naming the layer. Returns the names of the layers copied."""
+        mismatch raises naming the layer. Each net layer with parameters that the file leaves
+        untouched gets a WeightsWarning; a file that fills no parameter at all (the model of
+        another net) raises a WeightsError naming the file and the net, unless ``allow_empty``.
+        Returns a CopyReport: the list of the layers copied, with counts and ``summary()``."""
         from .weights import copy_weights
 
-        return copy_weights(self, path)
+        return copy_weights(self, path, allow_empty=allow_empty)
 
     def save(self, path: str) -> None:
         """Write the learnable blobs as a .caffemodel (``.pth``: our torch param file), atomically."""

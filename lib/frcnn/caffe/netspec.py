@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from .prototxt import Enum, Message, PrototxtError, parse_file
-from .v1 import V1_TYPE_NAMES, v1_type_name
+from .prototxt import Message, PrototxtError, parse_file
+from .v1 import v1_type_name
+from .validate import check
 
 _PHASES = {"TRAIN": 0, "TEST": 1}
 
@@ -101,10 +102,15 @@ def included(lp: Message, phase: str, level: int = 0, stages: tuple[str, ...] = 
 
 
 def net_layers(net: Message, phase: str, level: int = 0, stages: tuple[str, ...] = ()) -> list[Message]:
-    """The layer messages (new format) of ``net`` that run in ``phase``, in order."""
+    """The layer messages (new format) of ``net`` that run in ``phase``, in order. The net is
+    checked against Caffe's NetParameter schema first (unknown fields are errors, as in Caffe);
+    a net with nothing in it, or nothing in ``phase``, is refused."""
     if phase not in _PHASES:
         raise ValueError(f"phase must be 'TRAIN' or 'TEST', got {phase!r}")
+    check(net, "NetParameter")
     new, old = net.get_msgs("layer"), net.get_msgs("layers")
+    if not new and not old and "input" not in net:
+        raise PrototxtError(f"{net.filename}: the net has no layers and no inputs (an empty file?)")
     if new and old:
         raise net.error("layers", "the file mixes 'layer' and legacy 'layers' blocks")
     layers = new if new else [upgrade_v1_layer(m) for m in old]
@@ -113,9 +119,9 @@ def net_layers(net: Message, phase: str, level: int = 0, stages: tuple[str, ...]
         layers = [inp] + layers
     out = []
     for lp in layers:
-        t = lp.get("type")
-        if isinstance(t, Enum) and t in V1_TYPE_NAMES:
-            raise lp.error("type", f"V1 enum type {t} inside a 'layer' block; write \"{V1_TYPE_NAMES[t]}\"")
         if included(lp, phase, level, stages):
             out.append(lp)
+    if not out:
+        raise PrototxtError(f"{net.filename}: no layer of the net runs in the {phase} phase "
+                            f"(level {level}, stages {list(stages)}): check the include/exclude rules")
     return out

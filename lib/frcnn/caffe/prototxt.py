@@ -19,15 +19,20 @@ from frcnn.utils.io import atomic_write
 from .message import Enum, Field, Message
 from .text_tokens import PrototxtError, Token, tokenize
 
-__all__ = ["Enum", "Field", "Message", "PrototxtError", "parse", "parse_file", "to_text", "write_file"]
+__all__ = ["Enum", "Field", "Message", "PrototxtError", "parse", "parse_bytes", "parse_file", "to_text", "write_file"]
 
 
 # -- parser --------------------------------------------------------------------------------
+#: deepest nesting of messages accepted (protobuf's text parser stops at 100 too)
+MAX_DEPTH = 100
+
+
 class _Parser:
     def __init__(self, tokens: list[Token], filename: str) -> None:
         self.tokens = tokens
         self.i = 0
         self.filename = filename
+        self.depth = 0
 
     def peek(self) -> Token:
         return self.tokens[self.i]
@@ -76,6 +81,10 @@ class _Parser:
     def _sub(self, msg: Message, name: Token) -> None:
         open_tok = self.next()
         close = "}" if open_tok.text == "{" else ">"
+        if self.depth >= MAX_DEPTH:
+            raise PrototxtError(f"{self.filename}:{open_tok.line}:{open_tok.col}: messages nested more than "
+                                f"{MAX_DEPTH} levels deep (at '{name.text}')")
+        self.depth += 1
         try:
             sub = self.message(close, open_tok.line, open_tok.col)
         except PrototxtError as e:
@@ -84,6 +93,8 @@ class _Parser:
                     f"{e} (the '{open_tok.text}' of '{name.text}' at line {open_tok.line} is never closed)"
                 ) from None
             raise
+        finally:
+            self.depth -= 1
         msg.fields.append(Field(name.text, sub, name.line, name.col))
 
     def _list(self, msg: Message, name: Token) -> None:
@@ -146,11 +157,16 @@ def parse_file(path: str) -> Message:
             raw = f.read()
     except OSError as e:
         raise PrototxtError(f"{path}: cannot read: {e.strerror}") from None
+    return parse_bytes(raw, path)
+
+
+def parse_bytes(raw: bytes, filename: str) -> Message:
+    """Parse the bytes of a prototxt file (UTF-8); errors name ``filename``."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise PrototxtError(f"{path}: not a text file (byte {e.start} is not UTF-8)") from None
-    return parse(text, path)
+        raise PrototxtError(f"{filename}: not a text file (byte {e.start} is not UTF-8)") from None
+    return parse(text, filename)
 
 
 # -- writer --------------------------------------------------------------------------------

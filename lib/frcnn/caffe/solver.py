@@ -60,7 +60,9 @@ class SGDSolver:
         if self.param.test_interval:
             _emit(f"{self.param.source}: test nets are not run by this solver (test_interval ignored)")
         net_src = self.param.net_param if self.param.net_param is not None else self.param.net
-        self.net = Net(net_src, weights, TRAIN, cfg, allow_python_modules=allow_python_modules)
+        self.net = Net(net_src, None, TRAIN, cfg, allow_python_modules=allow_python_modules)
+        if weights is not None:
+            _emit(self.net.copy_from(weights).summary())
         if cfg is not None and getattr(cfg, "GPU_ID", None) is not None:
             from frcnn.config import device_from_config
 

@@ -7,18 +7,8 @@ import os
 from dataclasses import dataclass, field
 
 from .prototxt import Message, PrototxtError, parse_file
+from .validate import check
 
-# every field of Caffe's SolverParameter; anything else in a solver file is a typo
-KNOWN_FIELDS = frozenset([
-    "net", "net_param", "train_net", "test_net", "train_net_param", "test_net_param",
-    "train_state", "test_state", "test_iter", "test_interval", "test_compute_loss",
-    "test_initialization", "base_lr", "display", "average_loss", "max_iter", "iter_size",
-    "lr_policy", "gamma", "power", "momentum", "weight_decay", "regularization_type", "stepsize",
-    "stepvalue", "clip_gradients", "snapshot", "snapshot_prefix", "snapshot_diff",
-    "snapshot_format", "solver_mode", "device_id", "random_seed", "type", "delta", "momentum2",
-    "rms_decay", "debug_info", "snapshot_after_train", "solver_type", "layer_wise_reduce",
-    "weights",
-])
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 _SOLVER_TYPES = {"SGD": 0, "NESTEROV": 1, "ADAGRAD": 2, "RMSPROP": 3, "ADADELTA": 4, "ADAM": 5}
 
@@ -90,9 +80,7 @@ def read_solver(solver: str | Message, root_dir: str | None = None) -> SolverPar
     """Parse and check a solver prototxt (path or parsed message)."""
     msg = solver if isinstance(solver, Message) else parse_file(solver)
     src = msg.filename
-    for f in msg.fields:
-        if f.name not in KNOWN_FIELDS:
-            raise PrototxtError(f"{msg.where(f)}: '{f.name}' is not a SolverParameter field")
+    check(msg, "SolverParameter")
     sp = SolverParameter(source=src)
     given = [k for k in ("net", "net_param", "train_net", "train_net_param") if k in msg]
     if len(given) != 1:

@@ -33,6 +33,8 @@ _SIMPLE_ESCAPES = {
     "\\": "\\", "'": "'", '"': '"', "?": "?",
 }
 _PUNCT = "{}<>[]:,;-"
+_DIGITS = frozenset("0123456789")
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 
 
 def _number(text: str) -> int | float:
@@ -67,14 +69,14 @@ def tokenize(text: str, filename: str) -> list[Token]:
             start = i
             value, i = _string(text, i, filename, line, col)
             tokens.append(Token("string", text[start:i], value, line, col))
-        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+        elif c in _DIGITS or (c == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER.match(text, i)
             end = m.end()
-            if end < n and (text[end].isalnum() or text[end] in "_."):
+            if end < n and (text[end].isalnum() or text[end] in "_."):  # 12ab, 1.2.3, 0x1g
                 raise PrototxtError(f"{filename}:{line}:{col}: expected a number, got {text[i:end + 1]!r}")
             tokens.append(Token("number", m.group(0), _number(m.group(0)), line, col))
             i = end
-        elif c.isalpha() or c == "_":
+        elif c in _IDENT_START:  # ASCII only, as protobuf's tokenizer (not 'é' or '٣')
             m = _IDENT.match(text, i)
             tokens.append(Token("ident", m.group(0), m.group(0), line, col))
             i = m.end()

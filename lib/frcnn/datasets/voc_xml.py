@@ -2,12 +2,16 @@
 
 VOC coordinates are 1-based inclusive; upstream subtracted 1 from all four and stored them
 as uint16, so an ``xmin`` of 0 wrapped to 65535 and broke flipping (fast-rcnn#11). Real
-annotation files have such defects, so here (each one warned with the file and object):
+annotation files have such defects, so here (each one warned with the file, the object (index
+and name) and the field):
 
 - a coordinate of 0 is clamped to 0 after the shift (no warning: 0-based tools write it);
+  a negative one is clamped to 0 too, with a warning;
 - a zero-size or inverted box (``xmax <= xmin`` or ``ymax <= ymin``) is dropped;
 - a box that leaves the image is clipped to it (dropped if nothing is left);
-- a missing or malformed XML, object name or coordinate raises, naming the file.
+- an unreadable ``<size>`` is ignored (the image's own size is used);
+- a malformed XML, a missing object name, box or coordinate, a non-numeric coordinate or a
+  ``<difficult>``/``<truncated>`` flag that is not a number raise an :class:`AnnotationError`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
+
 
 class AnnotationWarning(UserWarning):
     """A defect in an annotation file that the loader repaired or skipped."""
+
+
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used; the message names the file, the object
+    (index and name) and the field."""
 
 
 @dataclass
@@ -44,54 +55,80 @@ def _text(node: ET.Element | None) -> str | None:
     return None if node is None or node.text is None else node.text.strip()
 
 
-def read_voc_xml(path: str) -> VocRecord:
-    """Parse one VOC annotation file; raises naming the file and field on bad input."""
+def _parse(path: str) -> ET.Element:
     try:
-        tree = ET.parse(path)
+        return ET.parse(path).getroot()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: annotation file not found") from None
     except ET.ParseError as e:
-        raise ValueError(f"{path}: not valid XML ({e})") from None
+        raise AnnotationError(f"{path}: not valid XML ({e})") from None
+    except (LookupError, ValueError) as e:  # an unknown or unsupported encoding="..." declaration
+        raise AnnotationError(f"{path}: not valid XML ({e})") from None
     except OSError as e:
         raise OSError(f"{path}: cannot read annotation file ({e.strerror})") from None
-    root = tree.getroot()
-    size = None
-    size_node = root.find("size")
-    if size_node is not None:
-        try:
-            w, h = (
-                int(float(_text(size_node.find("width")) or 0)),
-                int(float(_text(size_node.find("height")) or 0)),
-            )
-            if w > 0 and h > 0:
-                size = (w, h)
-        except ValueError:
-            size = None  # unreadable <size>: the image header gives it
+
+
+def _size(root: ET.Element, path: str) -> tuple[int, int] | None:
+    node = root.find("size")
+    if node is None:
+        return None
+    texts = [_text(node.find(tag)) for tag in ("width", "height")]
+    try:
+        w, h = (float(t) for t in texts)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        w = h = math.nan
+    if not (math.isfinite(w) and math.isfinite(h) and w >= 1 and h >= 1):
+        warnings.warn(AnnotationWarning(f"{path}: <size> has <width> {texts[0]!r} and <height> {texts[1]!r}, not "
+                                        "a usable size: using the image's own size"), stacklevel=3)
+        return None
+    return int(w), int(h)
+
+
+def _flag(obj: ET.Element, tag: str, what: str) -> bool:
+    """``<difficult>`` / ``<truncated>``: absent or empty is false, a number is true when non-zero."""
+    t = _text(obj.find(tag))
+    if not t:
+        return False
+    try:
+        v = float(t)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise AnnotationError(f"{what}: <{tag}> is {t!r}, expected 0 or 1")
+    return int(v) != 0
+
+
+def read_voc_xml(path: str) -> VocRecord:
+    """Parse one VOC annotation file; raises AnnotationError naming the file, object and field
+    on bad input (FileNotFoundError / OSError when it cannot be read)."""
+    root = _parse(path)
+    size = _size(root, path)
     objects = []
     for k, obj in enumerate(root.findall("object")):
         name = _text(obj.find("name"))
         if not name:
-            raise ValueError(f"{path}: object {k} has no <name>")
+            raise AnnotationError(f"{path}: object {k} has no <name>")
+        what = f"{path}: object {k} ({name})"
         bb = obj.find("bndbox")
         if bb is None:
-            raise ValueError(f"{path}: object {k} ({name}) has no <bndbox>")
+            raise AnnotationError(f"{what} has no <bndbox>")
         coords = []
-        for tag in ("xmin", "ymin", "xmax", "ymax"):
+        for tag in _COORDS:
             t = _text(bb.find(tag))
+            if t is None:
+                raise AnnotationError(f"{what}: <bndbox> has no <{tag}>")
             try:
-                v = float(t)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}: object {k} ({name}): <{tag}> is {t!r}, not a number") from None
+                v = float(t)
+            except ValueError:
+                raise AnnotationError(f"{what}: <{tag}> is {t!r}, not a number") from None
             if not math.isfinite(v):
-                raise ValueError(f"{path}: object {k} ({name}): <{tag}> is {t!r}, not a finite number")
+                raise AnnotationError(f"{what}: <{tag}> is {t!r}, not a finite number")
             coords.append(v)
-        diff = _text(obj.find("difficult"))
-        trunc = _text(obj.find("truncated"))
         objects.append(
             VocObject(
                 name=name.lower(),
-                difficult=bool(int(float(diff))) if diff else False,
-                truncated=bool(int(float(trunc))) if trunc else False,
+                difficult=_flag(obj, "difficult", what),
+                truncated=_flag(obj, "truncated", what),
                 bbox=(coords[0], coords[1], coords[2], coords[3]),
                 index=k,
             )
@@ -106,24 +143,26 @@ def clean_voc_box(obj: VocObject, path: str, width: int, height: int) -> tuple[i
     if x2 <= x1 or y2 <= y1:
         warnings.warn(AnnotationWarning(f"{what} is zero-size or inverted: dropped"), stacklevel=3)
         return None
+    negative = [f"<{tag}> {v:g}" for tag, v in zip(_COORDS, obj.bbox) if v < 0]
+    if negative:
+        warnings.warn(AnnotationWarning(f"{what}: negative {', '.join(negative)}: clamped to 0"), stacklevel=3)
     # 1-based -> 0-based; a 0 written by a 0-based tool must not become -1
     b = [max(v - 1.0, 0.0) for v in (x1, y1, x2, y2)]
-    clipped = [
-        min(b[0], width - 1.0),
-        min(b[1], height - 1.0),
-        min(b[2], width - 1.0),
-        min(b[3], height - 1.0),
-    ]
+    limits = (width - 1.0, height - 1.0, width - 1.0, height - 1.0)
+    clipped = [min(v, lim) for v, lim in zip(b, limits)]
     # truncate to integers as upstream's uint16 store did
     bx1, by1, bx2, by2 = (math.floor(v) for v in clipped)
     if clipped != b:
+        fields = ", ".join(f"<{tag}>" for tag, v, c in zip(_COORDS, b, clipped) if v != c)
         if bx2 <= bx1 or by2 <= by1:
             warnings.warn(
-                AnnotationWarning(f"{what} lies outside the {width}x{height} image: dropped"), stacklevel=3
+                AnnotationWarning(f"{what} lies outside the {width}x{height} image ({fields}): dropped"),
+                stacklevel=3,
             )
             return None
         warnings.warn(
-            AnnotationWarning(f"{what} extends outside the {width}x{height} image: clipped"), stacklevel=3
+            AnnotationWarning(f"{what} extends outside the {width}x{height} image ({fields}): clipped"),
+            stacklevel=3,
         )
     if bx2 < bx1 or by2 < by1:  # pragma: no cover - excluded by the checks above
         return None

@@ -69,7 +69,8 @@ def compress_net(prototxt: str, prototxt_svd: str | Message, caffemodel: str, cf
     from frcnn.caffe import TEST, Net
 
     net = Net(prototxt, caffemodel, TEST, cfg=cfg)
-    net_svd = Net(prototxt_svd, caffemodel, TEST, cfg=cfg)
+    net_svd = Net(prototxt_svd, None, TEST, cfg=cfg)
+    net_svd.copy_from(caffemodel, allow_empty=True)  # the layers outside fc6/fc7 (none in an fc-only net)
     out = os.path.splitext(os.path.basename(caffemodel))[0] + "_svd"
     for name in ("fc6", "fc7"):
         if f"{name}_L" not in net_svd.params:

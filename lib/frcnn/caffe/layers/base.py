@@ -22,6 +22,9 @@ Shape = Optional[tuple]  # a tuple of int|None per axis, or None when even the r
 
 _REGISTRY: dict[str, type[Layer]] = {}
 
+#: the most values one blob may hold: Caffe counts them in an int (Blob::Reshape checks INT_MAX)
+MAX_BLOB_COUNT = 2**31 - 1
+
 
 def register(*type_names: str) -> Callable[[type[Layer]], type[Layer]]:
     """Class decorator: make the class the implementation of the given Caffe type names."""
@@ -142,7 +145,15 @@ class Layer(torch.nn.Module):
     def _make_blobs(self, shapes: list[tuple], device: torch.device) -> None:
         assert self._blob_plan is not None
         for i, (shape, (_, filler, default)) in enumerate(zip(shapes, self._blob_plan)):
-            t = torch.empty(shape, dtype=torch.float32)
+            count = prod(shape)
+            if count > MAX_BLOB_COUNT:
+                raise self.error(f"blob {i} would have shape {tuple(shape)}: {count:,} values, more than a Caffe "
+                                 f"blob may hold ({MAX_BLOB_COUNT:,}); check num_output and the bottom sizes")
+            try:
+                t = torch.empty(shape, dtype=torch.float32)
+            except RuntimeError as e:  # the CPU allocator's "can't allocate memory"
+                raise MemoryError(f"{self.lp.where()}: layer '{self.name}' ({self.type_name}): cannot allocate "
+                                  f"blob {i} of shape {tuple(shape)} ({4 * count:,} bytes): {e}") from None
             fill(t, filler, default, where=f"layer '{self.name}' blob {i}")
             p = torch.nn.Parameter(t.to(device), requires_grad=self.learnable_blobs and self.spec(i).lr_mult != 0)
             self.blobs.append(p)

@@ -83,10 +83,19 @@ class Convolution(Layer):
             if s is None:
                 out.append((None, self.num_output, None, None))
                 continue
-            h = conv_out(s[2], self.kernel[0], self.pad[0], self.stride[0], self.dilation[0])
-            w = conv_out(s[3], self.kernel[1], self.pad[1], self.stride[1], self.dilation[1])
-            out.append((s[0], self.num_output, h, w))
+            out.append((s[0], self.num_output, *self._out_hw(s[2], s[3])))
         return out
+
+    def _out_hw(self, h: int | None, w: int | None) -> tuple[int | None, int | None]:
+        """The output size (Caffe's rule); a kernel larger than the padded input is an error."""
+        oh = conv_out(h, self.kernel[0], self.pad[0], self.stride[0], self.dilation[0])
+        ow = conv_out(w, self.kernel[1], self.pad[1], self.stride[1], self.dilation[1])
+        if (oh is not None and oh <= 0) or (ow is not None and ow <= 0):
+            extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+            dilated = f" (dilated by {self.dilation})" if self.dilation != (1, 1) else ""
+            raise self.error(f"kernel {extent}{dilated} is larger than the padded input: a {h}x{w} bottom with "
+                             f"pad {self.pad} gives no output", "convolution_param")
+        return oh, ow
 
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x0 = bottoms[0]
@@ -105,6 +114,7 @@ class Convolution(Layer):
             if x.dim() != 4 or x.shape[1] != w.shape[1] * self.group:
                 raise self.error(f"bottom shape {tuple(x.shape)} does not fit weights {tuple(w.shape)} "
                                  f"(group {self.group})")
+            self._out_hw(x.shape[2], x.shape[3])
             outs.append(F.conv2d(x, w, b, self.stride, self.pad, self.dilation, self.group))
         return tuple(outs)
 

@@ -104,6 +104,9 @@ class Pooling(Layer):
             return [(s[0], s[1], 1, 1)]
         h = None if s[2] is None else pool_out(s[2], self.kernel[0], self.pad[0], self.stride[0])
         w = None if s[3] is None else pool_out(s[3], self.kernel[1], self.pad[1], self.stride[1])
+        if (h is not None and h <= 0) or (w is not None and w <= 0):
+            raise self.error(f"kernel {self.kernel} is larger than the padded input: pooling a {s[2]}x{s[3]} "
+                             f"bottom with pad {self.pad} gives no output", "pooling_param")
         return [(s[0], s[1], h, w)]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
