@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 from easydict import EasyDict
 
+from frcnn.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A config file or ``--set`` override that names an unknown key or a wrong type."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
 FORMAT = "frcnn.caffe.solverstate/1"
@@ -84,7 +85,7 @@ def load_state(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: solver state not found") from None
     except Exception as e:  # noqa: BLE001 (torch.load raises many kinds; the message is what matters)
-        raise ValueError(f"{path}: not a readable solver state: {e}") from None
+        raise InputError(f"{path}: not a readable solver state: {e}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a solver state written by frcnn.caffe (format {FORMAT})")
+        raise InputError(f"{path}: not a solver state written by frcnn.caffe (format {FORMAT})")
     return state

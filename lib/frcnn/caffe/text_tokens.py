@@ -7,8 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from frcnn.errors import InputError
 
-class PrototxtError(ValueError):
+
+class PrototxtError(InputError):
     """A malformed prototxt (or a field with the wrong type): the message names file:line:col."""
 
 

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from frcnn.errors import InputError, UnknownNameError
+
 from .caffemodel import BlobData, CaffeModel, LayerData, write_caffemodel
 
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)  # RGB
@@ -51,7 +53,7 @@ def fold_conv1(w: np.ndarray, b: np.ndarray, pixel_means_bgr: Sequence[float],
     b = np.asarray(b, dtype=np.float64)
     pm = np.asarray(pixel_means_bgr, dtype=np.float64).reshape(-1)
     if w.ndim != 4 or w.shape[1] != 3 or pm.size != 3:
-        raise ValueError(f"conv1_1 weight must be (O, 3, kh, kw) and pixel means 3 values; got {w.shape}, {pm.size}")
+        raise InputError(f"conv1_1 weight must be (O, 3, kh, kw) and pixel means 3 values; got {w.shape}, {pm.size}")
     out_w = np.empty_like(w)
     out_b = b.copy()
     for c in range(3):  # RGB channel c reads BGR channel 2 - c
@@ -63,7 +65,7 @@ def fold_conv1(w: np.ndarray, b: np.ndarray, pixel_means_bgr: Sequence[float],
 
 def _get(sd: Mapping[str, torch.Tensor], key: str, where: str) -> np.ndarray:
     if key not in sd:
-        raise KeyError(f"{where}: missing key '{key}' (is this a torchvision VGG16 state dict?)")
+        raise UnknownNameError(f"{where}: missing key '{key}' (is this a torchvision VGG16 state dict?)")
     return sd[key].detach().float().cpu().numpy()
 
 
@@ -72,7 +74,7 @@ def vgg16_caffemodel(sd: Mapping[str, torch.Tensor], pixel_means_bgr: Sequence[f
     """A CaffeModel with our VGG16 layer names from a torchvision VGG16 state dict
     (``require_classifier=False`` accepts a convolutional-only state dict)."""
     if any("running_mean" in k for k in sd):
-        raise ValueError(f"{where}: has BatchNorm statistics (vgg16_bn); only plain VGG16 is supported")
+        raise InputError(f"{where}: has BatchNorm statistics (vgg16_bn); only plain VGG16 is supported")
     model = CaffeModel(name="VGG_ILSVRC_16_layers")
     for prefix, name in VGG16_LAYERS.items():
         if f"{prefix}.weight" not in sd and (name == "fc8" or (name.startswith("fc") and not require_classifier)):
@@ -81,7 +83,7 @@ def vgg16_caffemodel(sd: Mapping[str, torch.Tensor], pixel_means_bgr: Sequence[f
         if name in _SHAPES:
             out_c, in_c = _SHAPES[name]
             if w.shape[0] != out_c or w.shape[1] != in_c or b.shape != (out_c,):
-                raise ValueError(f"{where}: '{prefix}.weight' has shape {w.shape} (bias {b.shape}); "
+                raise InputError(f"{where}: '{prefix}.weight' has shape {w.shape} (bias {b.shape}); "
                                  f"VGG16 {name} needs ({out_c}, {in_c}, ...)")
         if name == "conv1_1":
             w, b = fold_conv1(w, b, pixel_means_bgr)
@@ -104,11 +106,11 @@ def import_torchvision_vgg16(src: str, dst: str, pixel_means_bgr: Sequence[float
     except FileNotFoundError:
         raise FileNotFoundError(f"{src}: no such file") from None
     except Exception as e:  # noqa: BLE001 (torch.load raises many kinds; the message is what matters)
-        raise ValueError(f"{src}: cannot load as a torch state dict: {e}") from None
+        raise InputError(f"{src}: cannot load as a torch state dict: {e}") from None
     if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
         sd = sd["state_dict"]
     if not isinstance(sd, Mapping):
-        raise ValueError(f"{src}: expected a state dict (name -> tensor)")  # noqa: TRY004
+        raise InputError(f"{src}: expected a state dict (name -> tensor)")
     model = vgg16_caffemodel(sd, pixel_means_bgr, where=src, require_classifier=require_classifier)
     write_caffemodel(dst, model)
     return model

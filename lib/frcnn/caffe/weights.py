@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
 from .caffemodel import BlobData, CaffeModel, LayerData, read_caffemodel, write_caffemodel
@@ -71,7 +72,7 @@ def _legacy_fits(target: tuple, source: tuple) -> bool:
     return (1,) * (4 - len(target)) + tuple(target) == tuple(source)
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """Weights that do not fit the net (nothing in common, a blob count or shape mismatch), or a
     torch parameter file that cannot be read; the message names the file and the net."""
 
@@ -172,7 +173,7 @@ def net_to_caffemodel(net: Net) -> CaffeModel:
     model = CaffeModel(name=net.name)
     for layer in net.layers:
         if layer.blobs_pending():
-            raise ValueError(f"layer '{layer.name}' has no weights yet (its shape is set by the first forward)")
+            raise InputError(f"layer '{layer.name}' has no weights yet (its shape is set by the first forward)")
         blobs = [BlobData(p.detach().float().cpu().numpy()) for p in layer.blobs]
         model.layers.append(LayerData(layer.name, layer.type_name, blobs, list(layer.bottoms), list(layer.tops)))
     return model

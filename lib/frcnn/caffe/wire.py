@@ -11,10 +11,12 @@ import struct
 from collections.abc import Iterator
 from typing import Union
 
+from frcnn.errors import InputError
+
 VARINT, FIXED64, LENGTH, START_GROUP, END_GROUP, FIXED32 = 0, 1, 2, 3, 4, 5
 
 
-class CaffeModelError(ValueError):
+class CaffeModelError(InputError):
     """A truncated or corrupt binary protobuf file; the message names the file and byte offset."""
 
 

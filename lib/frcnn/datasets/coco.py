@@ -22,6 +22,7 @@ from frcnn.datasets import ds_utils, roidb_io
 from frcnn.datasets.coco_proposals import filter_crowd_proposals, load_hosang_proposals
 from frcnn.datasets.imdb import imdb
 from frcnn.datasets.voc_xml import AnnotationWarning
+from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
 # splits whose images live in another split's folder
@@ -36,7 +37,7 @@ def _load_coco_api(ann_file: str):
     try:
         return COCO(ann_file)
     except (ValueError, KeyError, TypeError, AssertionError) as e:
-        raise ValueError(f"{ann_file}: not a valid COCO annotation file ({type(e).__name__}: {e})") from None
+        raise InputError(f"{ann_file}: not a valid COCO annotation file ({type(e).__name__}: {e})") from None
 
 
 class COCODataset(imdb):
@@ -59,7 +60,7 @@ class COCODataset(imdb):
         cats = self._COCO.loadCats(self._COCO.getCatIds())
         names = [c["name"] for c in cats]
         if len(set(names)) != len(names):
-            raise ValueError(f"{ann_file}: category names are not unique")
+            raise InputError(f"{ann_file}: category names are not unique")
         super().__init__(name, ["__background__", *names], cache_dir)
         self._class_to_ind = {c: i for i, c in enumerate(self.classes)}
         self._class_to_coco_cat_id = dict(zip(names, [c["id"] for c in cats]))
@@ -96,14 +97,14 @@ class COCODataset(imdb):
                 return path
         file_name = self._COCO.imgs[index].get("file_name")
         if not file_name:
-            raise ValueError(f"{self._ann_file}: image {index} has no file_name")
+            raise InputError(f"{self._ann_file}: image {index} has no file_name")
         return os.path.join(self._image_dir, file_name)
 
     # ---------------------------------------------------------------- roidbs
     def gt_roidb(self) -> list[dict]:
         """Ground-truth roidb (cached; keyed by the annotation file)."""
         if not self._has_gt:
-            raise ValueError(f"{self._ann_file}: has no annotations (a test split), so no gt roidb")
+            raise InputError(f"{self._ann_file}: has no annotations (a test split), so no gt roidb")
         key = roidb_io.fingerprint(["coco_gt", self.classes, self._image_dir], [self._ann_file])
         return self._cached_roidb(f"{self.name}_gt_roidb", key, self._build_gt_roidb)
 
@@ -134,9 +135,9 @@ class COCODataset(imdb):
         for obj in objs:
             bbox = obj.get("bbox")
             if bbox is None or len(bbox) != 4:
-                raise ValueError(f"{self._ann_file}: annotation {obj.get('id')} has no 4-number bbox")
+                raise InputError(f"{self._ann_file}: annotation {obj.get('id')} has no 4-number bbox")
             if obj.get("category_id") not in cat_to_ind:
-                raise ValueError(
+                raise InputError(
                     f"{self._ann_file}: annotation {obj.get('id')} has unknown category_id "
                     f"{obj.get('category_id')}"
                 )
@@ -217,7 +218,7 @@ class COCODataset(imdb):
 
     def _load_proposals(self, method: str, gt_roidb: list | None) -> list[dict]:
         if not self._proposals_dir or self._data_name is None:
-            raise ValueError(
+            raise InputError(
                 f"imdb {self.name}: {method} proposals need the coco_proposals folder and an "
                 "upstream COCO split name"
             )

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from frcnn.datasets import ds_utils
+from frcnn.errors import InputError
 
 
 def box_file(data_name: str, index: int) -> str:
@@ -39,7 +40,7 @@ def load_hosang_proposals(
         path = os.path.join(mat_dir, box_file(data_name, index))
         raw = np.asarray(load_mat(path, ["boxes"]).get("boxes"), dtype=np.float64)
         if raw.ndim != 2 or raw.shape[1] != 4:
-            raise ValueError(f"{path}: 'boxes' must be an (R, 4) matrix, got shape {raw.shape}")
+            raise InputError(f"{path}: 'boxes' must be an (R, 4) matrix, got shape {raw.shape}")
         boxes = np.maximum(raw - 1, 0).astype(np.uint16)
         if mcg_order:
             boxes = boxes[:, (1, 0, 3, 2)]

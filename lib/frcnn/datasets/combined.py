@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from frcnn.datasets.imdb import imdb
+from frcnn.errors import InputError
 
 
 class CombinedImdb(imdb):
@@ -15,10 +16,10 @@ class CombinedImdb(imdb):
 
     def __init__(self, imdbs: Sequence[imdb], name: str) -> None:
         if not imdbs:
-            raise ValueError("CombinedImdb: no member imdbs")
+            raise InputError("CombinedImdb: no member imdbs")
         for d in imdbs[1:]:
             if tuple(d.classes) != tuple(imdbs[0].classes):
-                raise ValueError(
+                raise InputError(
                     f"{name}: {d.name} has classes {list(d.classes)} but {imdbs[0].name} has "
                     f"{list(imdbs[0].classes)}; only sets with the same classes can be joined"
                 )
@@ -73,4 +74,4 @@ class CombinedImdb(imdb):
             d.competition_mode(on)
 
     def evaluate_detections(self, all_boxes: list, output_dir: str) -> dict:
-        raise ValueError(f"{self.name}: a joined ('+') dataset is for training; evaluate each member instead")
+        raise InputError(f"{self.name}: a joined ('+') dataset is for training; evaluate each member instead")

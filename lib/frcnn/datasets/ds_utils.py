@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from frcnn.errors import InputError
+
 
 def unique_boxes(boxes: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """Sorted indices of the first occurrence of each distinct box (rounded after ``scale``)."""
@@ -48,7 +50,7 @@ def validate_boxes(boxes: np.ndarray, width: int = 0, height: int = 0, where: st
     for ok, what in checks:
         if not np.all(ok):
             i = int(np.where(~ok)[0][0])
-            raise ValueError(f"{where}: box {i} {b[i].tolist()} is invalid: {what}")
+            raise InputError(f"{where}: box {i} {b[i].tolist()} is invalid: {what}")
 
 
 def filter_small_boxes(boxes: np.ndarray, min_size: float) -> np.ndarray:

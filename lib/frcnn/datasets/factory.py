@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from frcnn.datasets.imdb import imdb
+from frcnn.errors import InputError, UnknownNameError
 
 UPSTREAM_NAMES = (
     [f"voc_{y}_{s}" for y in ("2007", "2012") for s in ("train", "val", "trainval", "test")]
@@ -83,7 +84,7 @@ def _coco_json_imdb(spec: str, cache_dir: str) -> imdb:
     if ":" in rest:
         json_path, image_dir = rest.split(":", 1)
     if not json_path:
-        raise ValueError(f"'{spec}': expected coco_json:<file.json>[:<image folder>]")
+        raise InputError(f"'{spec}': expected coco_json:<file.json>[:<image folder>]")
     json_path = os.path.abspath(os.path.expanduser(json_path))
     image_dir = os.path.abspath(os.path.expanduser(image_dir)) if image_dir else os.path.dirname(json_path)
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.splitext(os.path.basename(json_path))[0])
@@ -106,10 +107,10 @@ def get_imdb(name: str, cfg: Any) -> imdb:
     if found is not None:
         return found
     if name.startswith("toy_") and not os.path.isdir(os.path.join(data_dir, "toy")):
-        raise KeyError(
+        raise UnknownNameError(
             f"Unknown dataset: {name}: {data_dir}/toy does not exist; make it with tools/make_toy_dataset.py"
         )
-    raise KeyError(
+    raise UnknownNameError(
         f"Unknown dataset: {name} (known here: {', '.join(list_imdbs(cfg))}; a VOC-format folder at "
         f"{data_dir}/<name> with ImageSets/Main/<split>.txt is called <name>_<split>)"
     )

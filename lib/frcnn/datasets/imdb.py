@@ -16,6 +16,7 @@ from typing import Any, Callable, Generic, TypeVar
 import numpy as np
 
 from frcnn.datasets import roidb_io
+from frcnn.errors import InputError
 
 # evaluate_recall's area ranges, upstream's table
 _AREAS = {
@@ -116,7 +117,7 @@ class imdb:
     @property
     def cache_path(self) -> str:
         if self._cache_dir is None:
-            raise ValueError(f"imdb {self.name}: no cache folder was given")
+            raise InputError(f"imdb {self.name}: no cache folder was given")
         os.makedirs(self._cache_dir, exist_ok=True)
         return self._cache_dir
 
@@ -129,7 +130,7 @@ class imdb:
         """Select the roidb handler ``<method>_roidb`` (e.g. ``gt``, ``rpn``, ``selective_search``)."""
         handler = getattr(self, f"{method}_roidb", None)
         if method == "default" or method.startswith("_") or not callable(handler):
-            raise ValueError(
+            raise InputError(
                 f"imdb {self.name}: unknown proposal method '{method}' (known: {', '.join(self.proposal_methods())})"
             )
         self.roidb_handler = handler
@@ -198,7 +199,7 @@ class imdb:
             flipped[:, 2] = widths[i] - old[:, 0] - 1
             bad = np.where((flipped[:, 2] < flipped[:, 0]) | (flipped[:, 0] < 0))[0]
             if len(bad):
-                raise ValueError(
+                raise InputError(
                     f"{self.image_path_at(i)}: box {old[bad[0]].tolist()} does not fit the image width "
                     f"{widths[i]}, cannot flip it (check the annotations; delete stale caches)"
                 )
@@ -212,7 +213,7 @@ class imdb:
         """Roidb entries for proposal boxes; each proposal's overlap with its best gt goes in
         that gt's class column."""
         if len(box_list) != self.num_images:
-            raise ValueError(f"imdb {self.name}: {len(box_list)} proposal lists for {self.num_images} images")
+            raise InputError(f"imdb {self.name}: {len(box_list)} proposal lists for {self.num_images} images")
         roidb = []
         for i in range(self.num_images):
             boxes = np.asarray(box_list[i])
@@ -244,7 +245,7 @@ class imdb:
     def merge_roidbs(a: list[dict], b: list[dict]) -> list[dict]:
         """Append b's rows to a's, entry by entry (gt rows first); returns ``a``."""
         if len(a) != len(b):
-            raise ValueError(f"merge_roidbs: {len(a)} entries vs {len(b)}")
+            raise InputError(f"merge_roidbs: {len(a)} entries vs {len(b)}")
         for i in range(len(a)):
             a[i]["boxes"] = np.vstack((a[i]["boxes"], b[i]["boxes"]))
             a[i]["gt_classes"] = np.hstack((a[i]["gt_classes"], b[i]["gt_classes"]))
@@ -258,7 +259,7 @@ class imdb:
 
         filename = self.config.get("rpn_file")
         if not filename:
-            raise ValueError(f"imdb {self.name}: config['rpn_file'] is not set (the RPN proposal file)")
+            raise InputError(f"imdb {self.name}: config['rpn_file'] is not set (the RPN proposal file)")
         print(f"loading {filename}")
         box_list, ids = load_proposals(filename)
         self._check_proposal_ids(filename, box_list, ids)
@@ -266,7 +267,7 @@ class imdb:
 
     def _check_proposal_ids(self, filename: str, box_list: list, ids: list | None) -> None:
         if len(box_list) != self.num_images:
-            raise ValueError(
+            raise InputError(
                 f"{filename}: holds proposals for {len(box_list)} images, {self.name} has {self.num_images}"
             )
         if ids is not None:
@@ -274,7 +275,7 @@ class imdb:
             got = [str(x) for x in ids]
             if got != expected:
                 j = next(k for k in range(len(got)) if got[k] != expected[k])
-                raise ValueError(
+                raise InputError(
                     f"{filename}: image {j} is '{got[j]}' but {self.name} has '{expected[j]}' there "
                     f"(proposals made for another image set or order)"
                 )
@@ -290,7 +291,7 @@ class imdb:
         """Recall of gt boxes (rows with overlap 1) by proposals: greedy one-to-one matching,
         best-covered gt first. Returns {'ar', 'recalls', 'thresholds', 'gt_overlaps'}."""
         if area not in _AREAS:
-            raise ValueError(f"evaluate_recall: unknown area range '{area}' (known: {', '.join(_AREAS)})")
+            raise InputError(f"evaluate_recall: unknown area range '{area}' (known: {', '.join(_AREAS)})")
         area_range = _AREA_RANGES[_AREAS[area]]
         gt_overlaps = np.zeros(0)
         num_pos = 0

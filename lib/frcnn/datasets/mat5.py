@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.errors import InputError
+
 MI_MATRIX, MI_COMPRESSED = 14, 15
 _MI_DTYPES = {
     1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8", 12: "i8", 13: "u8",
@@ -114,7 +116,7 @@ def load_mat(path: str, variable_names: list[str] | None = None) -> dict[str, An
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: MAT file not found") from None
     if len(data) < 128:
-        raise ValueError(
+        raise InputError(
             f"{path}: not a MATLAB level-5 MAT file (too short for its 128-byte header; v4 files are not supported)"
         )
     text = data[:116].decode("latin-1")
@@ -123,9 +125,9 @@ def load_mat(path: str, variable_names: list[str] | None = None) -> dict[str, An
     elif data[126:128] == b"MI":
         endian = ">"
     else:
-        raise ValueError(f"{path}: not a MATLAB level-5 MAT file (a v4 file or another format)")
+        raise InputError(f"{path}: not a MATLAB level-5 MAT file (a v4 file or another format)")
     if text.startswith("MATLAB 7.3") or data[512:520] == b"\x89HDF\r\n\x1a\n":
-        raise ValueError(
+        raise InputError(
             f"{path}: MATLAB v7.3 (HDF5) MAT files are not supported; re-save it in MATLAB with "
             "save(file, vars, '-v7') or convert it to .npz with frcnn.datasets.proposals.save_proposals"
         )
@@ -138,7 +140,7 @@ def load_mat(path: str, variable_names: list[str] | None = None) -> dict[str, An
             try:
                 inner = zlib.decompress(data[start : start + nbytes])
             except zlib.error as e:
-                raise ValueError(f"{path}: corrupt compressed element at byte {pos} ({e})") from None
+                raise InputError(f"{path}: corrupt compressed element at byte {pos} ({e})") from None
             sub = _Reader(inner, endian, path)
             ipos = 0
             while ipos < len(inner):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
 PROPOSALS_FORMAT_VERSION = 1
@@ -22,7 +23,7 @@ PROPOSALS_FORMAT_VERSION = 1
 def save_proposals(path: str, boxes_list: Sequence[np.ndarray], image_ids: Sequence) -> None:
     """Write proposals (one (R, 4) array per image, same order as ``image_ids``) atomically."""
     if len(boxes_list) != len(image_ids):
-        raise ValueError(
+        raise InputError(
             f"save_proposals({path}): {len(boxes_list)} box arrays but {len(image_ids)} image ids"
         )
     arrays = []
@@ -31,7 +32,7 @@ def save_proposals(path: str, boxes_list: Sequence[np.ndarray], image_ids: Seque
         if b.size == 0:
             b = b.reshape(0, 4)
         if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(
+            raise InputError(
                 f"save_proposals({path}): boxes of image {i} have shape {b.shape}, expected (R, 4)"
             )
         arrays.append(b)
@@ -49,7 +50,7 @@ def save_proposals(path: str, boxes_list: Sequence[np.ndarray], image_ids: Seque
 def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
     """(boxes_list, image_ids) from a file written by :func:`save_proposals`."""
     if path.endswith(".pkl"):
-        raise ValueError(
+        raise InputError(
             f"{path}: pickle proposal files are not read (unpickling is unsafe); "
             "regenerate the proposals with tools/rpn_generate.py (it writes .npz)"
         )
@@ -58,16 +59,16 @@ def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: proposal file not found") from None
     except (OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz proposal file ({e})") from None
+        raise InputError(f"{path}: not a readable .npz proposal file ({e})") from None
     if not hasattr(z, "files"):
-        raise ValueError(f"{path}: not an .npz proposal file (a single array)")
+        raise InputError(f"{path}: not an .npz proposal file (a single array)")
     with z:
         missing = [k for k in ("boxes", "lengths", "image_ids") if k not in z.files]
         if missing:
-            raise ValueError(f"{path}: not a proposal file (missing {', '.join(missing)})")
+            raise InputError(f"{path}: not a proposal file (missing {', '.join(missing)})")
         boxes, lengths, ids = z["boxes"], z["lengths"], [str(x) for x in z["image_ids"]]
     if boxes.ndim != 2 or boxes.shape[1] != 4 or lengths.sum() != boxes.shape[0] or len(lengths) != len(ids):
-        raise ValueError(
+        raise InputError(
             f"{path}: inconsistent proposal file (boxes {boxes.shape}, {len(lengths)} lengths, "
             f"{len(ids)} ids)"
         )
@@ -83,10 +84,10 @@ def load_selective_search_mat(path: str) -> tuple[list[np.ndarray], list[str] | 
 
     data = load_mat(path, ["boxes", "images"])
     if "boxes" not in data:
-        raise ValueError(f"{path}: has no 'boxes' variable")
+        raise InputError(f"{path}: has no 'boxes' variable")
     raw = data["boxes"]
     if not (isinstance(raw, np.ndarray) and raw.dtype == object):
-        raise ValueError(f"{path}: 'boxes' is not a cell array")
+        raise InputError(f"{path}: 'boxes' is not a cell array")
     boxes_list = []
     for i, b in enumerate(raw.ravel(order="F")):
         b = np.asarray(b, dtype=np.float64)
@@ -94,7 +95,7 @@ def load_selective_search_mat(path: str) -> tuple[list[np.ndarray], list[str] | 
             boxes_list.append(np.zeros((0, 4)))
             continue
         if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"{path}: boxes{{{i + 1}}} has shape {b.shape}, expected (R, 4)")
+            raise InputError(f"{path}: boxes{{{i + 1}}} has shape {b.shape}, expected (R, 4)")
         boxes_list.append(b[:, (1, 0, 3, 2)] - 1)
     ids = None
     if "images" in data:
@@ -113,4 +114,4 @@ def load_proposal_file(path: str) -> tuple[list[np.ndarray], list[str] | None]:
         return load_selective_search_mat(path)
     if ext in (".npz", ".pkl"):
         return load_proposals(path)  # a .pkl gets the explanatory error
-    raise ValueError(f"{path}: unknown proposal file type '{ext}' (expected .npz or .mat)")
+    raise InputError(f"{path}: unknown proposal file type '{ext}' (expected .npz or .mat)")

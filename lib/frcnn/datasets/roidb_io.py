@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.errors import InputError, UnknownNameError
 from frcnn.utils.io import atomic_write
 
 #: bump when the content or layout of any cached roidb changes
@@ -72,7 +73,7 @@ def pack_roidb(roidb: list[dict]) -> dict[str, np.ndarray]:
         values = []
         for i, entry in enumerate(roidb):
             if key not in entry:
-                raise KeyError(f"roidb cache: entry {i} lacks field '{key}' that entry 0 has")
+                raise UnknownNameError(f"roidb cache: entry {i} lacks field '{key}' that entry 0 has")
             values.append(entry[key])
         kind = _kind(values[0])
         kinds[key] = kind
@@ -92,7 +93,7 @@ def unpack_roidb(arrays: Any, where: str = "roidb cache") -> list[dict]:
     """The roidb held by ``arrays`` (an open npz or a dict from :func:`pack_roidb`)."""
     meta = json.loads(str(arrays["__meta__"]))
     if meta.get("version") != ROIDB_FORMAT_VERSION:
-        raise ValueError(f"{where}: format version {meta.get('version')} != {ROIDB_FORMAT_VERSION}")
+        raise InputError(f"{where}: format version {meta.get('version')} != {ROIDB_FORMAT_VERSION}")
     n = int(meta["num_entries"])
     roidb: list[dict] = [{} for _ in range(n)]
     for key, kind in meta["kinds"].items():
@@ -130,4 +131,4 @@ def load_roidb(path: str) -> list[dict]:
         with np.load(path, allow_pickle=False) as npz:
             return unpack_roidb(npz, where=path)
     except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a readable roidb cache ({e}); delete it to rebuild") from None
+        raise InputError(f"{path}: not a readable roidb cache ({e}); delete it to rebuild") from None

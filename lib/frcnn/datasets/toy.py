@@ -18,6 +18,8 @@ import tempfile
 import cv2
 import numpy as np
 
+from frcnn.errors import InputError
+
 TOY_CLASSES = ("circle", "square", "triangle", "star", "ring")
 _MARKER = ".frcnn_toy_dataset"
 MIN_EXTENT = 20
@@ -186,7 +188,7 @@ def make_toy_dataset(
     only with ``force`` and only if it is a toy set written by this function.
     """
     if num_trainval < 2 or num_test < 1:
-        raise ValueError(
+        raise InputError(
             f"make_toy_dataset: need num_trainval >= 2 and num_test >= 1, got {num_trainval}, {num_test}"
         )
     out_dir = os.path.abspath(out_dir)

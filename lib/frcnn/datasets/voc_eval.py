@@ -23,6 +23,7 @@ import numpy as np
 
 from frcnn.datasets.roidb_io import fingerprint
 from frcnn.datasets.voc_xml import AnnotationWarning, read_voc_xml
+from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
 _CACHE_VERSION = 1
@@ -137,13 +138,13 @@ def read_detections(detfile: str) -> tuple[list[str], np.ndarray, np.ndarray]:
         if not parts:
             continue
         if len(parts) != 6:
-            raise ValueError(
+            raise InputError(
                 f"{detfile}:{n + 1}: expected '<id> <score> <x1> <y1> <x2> <y2>', got {line.strip()!r}"
             )
         try:
             values = [float(z) for z in parts[1:]]
         except ValueError:
-            raise ValueError(f"{detfile}:{n + 1}: non-numeric field in {line.strip()!r}") from None
+            raise InputError(f"{detfile}:{n + 1}: non-numeric field in {line.strip()!r}") from None
         ids.append(parts[0])
         conf.append(values[0])
         boxes.append(values[1:])
@@ -193,7 +194,7 @@ def voc_eval(
     for d in range(nd):
         R = class_recs.get(image_ids[d])
         if R is None:
-            raise ValueError(f"{detfile}: image id '{image_ids[d]}' is not in {imagesetfile}")
+            raise InputError(f"{detfile}: image id '{image_ids[d]}' is not in {imagesetfile}")
         bb = BB[d, :]
         ovmax = -np.inf
         BBGT = R["bbox"]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from frcnn.datasets import roidb_io
 from frcnn.datasets.imdb import imdb
 from frcnn.datasets.voc_xml import AnnotationWarning, read_voc_xml, voc_gt_entry
+from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
@@ -42,13 +43,13 @@ def read_classes_file(path: str) -> list[str]:
                 continue
             if name == "__background__":
                 if names:
-                    raise ValueError(f"{path}:{n}: __background__ may only be the first class")
+                    raise InputError(f"{path}:{n}: __background__ may only be the first class")
                 continue
             if name in names:
-                raise ValueError(f"{path}:{n}: class '{name}' is listed twice")
+                raise InputError(f"{path}:{n}: class '{name}' is listed twice")
             names.append(name)
     if not names:
-        raise ValueError(f"{path}: lists no classes")
+        raise InputError(f"{path}: lists no classes")
     return names
 
 
@@ -69,7 +70,7 @@ def collect_classes(annotation_dir: str, cache_dir: str | None = None) -> list[s
                 pass
     names = sorted({obj.name for path in files for obj in read_voc_xml(path).objects})
     if not names:
-        raise ValueError(f"{annotation_dir}: the annotation files hold no objects, so no classes")
+        raise InputError(f"{annotation_dir}: the annotation files hold no objects, so no classes")
     if cache:
         with atomic_write(cache, "w") as f:
             json.dump(names, f)
@@ -165,9 +166,9 @@ class VOCFormatDataset(imdb):
         index = [x for x in index if x]
         for x in index:
             if len(x.split()) != 1:
-                raise ValueError(f"{path}: line '{x}' is not a single image id (ids cannot hold spaces)")
+                raise InputError(f"{path}: line '{x}' is not a single image id (ids cannot hold spaces)")
         if not index:
-            raise ValueError(f"{path}: image set is empty")
+            raise InputError(f"{path}: image set is empty")
         return index
 
     # ---------------------------------------------------------------- roidbs
@@ -236,7 +237,7 @@ class VOCFormatDataset(imdb):
 
     def _proposal_file(self, method: str) -> str:
         if not self._proposals_dir:
-            raise ValueError(f"imdb {self.name}: no folder for {method} proposals was given")
+            raise InputError(f"imdb {self.name}: no folder for {method} proposals was given")
         base = os.path.join(self._proposals_dir, self.name)
         for ext in (".mat", ".npz"):
             if os.path.exists(base + ext):
@@ -277,7 +278,7 @@ class VOCFormatDataset(imdb):
         from frcnn.datasets.voc_results import do_python_eval, write_voc_results_file
 
         if len(all_boxes) != self.num_classes:
-            raise ValueError(
+            raise InputError(
                 f"evaluate_detections: all_boxes has {len(all_boxes)} classes, {self.name} has {self.num_classes}"
             )
         if self.config["matlab_eval"]:
@@ -287,7 +288,7 @@ class VOCFormatDataset(imdb):
             )
         for j, per_class in enumerate(all_boxes):
             if len(per_class) != self.num_images:
-                raise ValueError(
+                raise InputError(
                     f"evaluate_detections: all_boxes[{j}] has {len(per_class)} images, {self.name} has {self.num_images}"
                 )
         template = self.results_file_template(output_dir)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from frcnn.errors import InputError
+
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
 
 
@@ -30,7 +32,7 @@ class AnnotationWarning(UserWarning):
     """A defect in an annotation file that the loader repaired or skipped."""
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """An annotation file that cannot be used; the message names the file, the object
     (index and name) and the field."""
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
 AllBoxes = list  # list[list[np.ndarray]]: [num_classes][num_images] -> (N, 5)
@@ -29,7 +30,7 @@ def save_detections(path: str, all_boxes: AllBoxes, class_names: Sequence[str] =
     dets, cls, img = [], [], []
     for j, per_image in enumerate(all_boxes):
         if len(per_image) != num_images:
-            raise ValueError(f"{path}: class {j} has {len(per_image)} images, class 0 has {num_images}")
+            raise InputError(f"{path}: class {j} has {len(per_image)} images, class 0 has {num_images}")
         for i, d in enumerate(per_image):
             d = np.asarray(d, dtype=np.float32).reshape(-1, 5) if len(d) else np.zeros((0, 5), np.float32)
             dets.append(d)
@@ -54,11 +55,11 @@ def load_detections(path: str) -> AllBoxes:
             dets, cls, img = z["dets"], z["cls"], z["img"]
             num_classes, num_images = int(z["num_classes"]), int(z["num_images"])
     except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a detections file written by test_net: {e}") from None
+        raise InputError(f"{path}: not a detections file written by test_net: {e}") from None
     if dets.ndim != 2 or dets.shape[1] != 5 or len(cls) != len(dets) or len(img) != len(dets):
-        raise ValueError(f"{path}: dets/cls/img have inconsistent shapes {dets.shape}, {cls.shape}, {img.shape}")
+        raise InputError(f"{path}: dets/cls/img have inconsistent shapes {dets.shape}, {cls.shape}, {img.shape}")
     if len(dets) and (cls.min() < 0 or cls.max() >= num_classes or img.min() < 0 or img.max() >= num_images):
-        raise ValueError(f"{path}: class or image index out of range ({num_classes} classes, {num_images} images)")
+        raise InputError(f"{path}: class or image index out of range ({num_classes} classes, {num_images} images)")
     all_boxes = empty_all_boxes(num_classes, num_images)
     order = np.lexsort((img, cls))  # stable: keeps the saved order within a (class, image) slot
     dets, cls, img = dets[order], cls[order], img[order]

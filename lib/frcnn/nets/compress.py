@@ -10,6 +10,7 @@ shipped none); :func:`compress_net` fills it from a trained model.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -67,10 +68,14 @@ def compress_net(prototxt: str, prototxt_svd: str | Message, caffemodel: str, cf
     """Fill the SVD net from ``caffemodel``; save ``<model>_svd[_fc6_<l>][_fc7_<l>].caffemodel``
     beside it and return that path."""
     from frcnn.caffe import TEST, Net
+    from frcnn.caffe.weights import WeightsWarning
 
     net = Net(prototxt, caffemodel, TEST, cfg=cfg)
     net_svd = Net(prototxt_svd, None, TEST, cfg=cfg)
-    net_svd.copy_from(caffemodel, allow_empty=True)  # the layers outside fc6/fc7 (none in an fc-only net)
+    with warnings.catch_warnings():
+        # fc6_L/fc6_U/fc7_L/fc7_U are not in the file: they are filled from the SVD just below
+        warnings.filterwarnings("ignore", category=WeightsWarning, message=r".*'fc[67]_[LU]'")
+        net_svd.copy_from(caffemodel, allow_empty=True)  # the layers outside fc6/fc7 (none in an fc-only net)
     out = os.path.splitext(os.path.basename(caffemodel))[0] + "_svd"
     for name in ("fc6", "fc7"):
         if f"{name}_L" not in net_svd.params:

@@ -28,11 +28,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+from frcnn.errors import UserError
+
 #: a lock file with no content yet may be in the middle of being written: wait this long
 _WRITE_GRACE_S = 2.0
 
 
-class RunLockHeld(RuntimeError):
+class RunLockHeld(UserError, RuntimeError):
     """Another live training run holds the output folder's lock."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from frcnn.errors import UserError
 from frcnn.training import snapshot as snap
 from frcnn.training.data import filter_roidb, get_roidb, get_training_roidb
 from frcnn.training.hooks import TrainingDiverged, default_hooks
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 
-class ResumeMismatch(RuntimeError):
+class ResumeMismatch(UserError, RuntimeError):
     """Snapshots in the output folder were made with other settings than this run's."""
 
 
@@ -125,8 +126,8 @@ class SolverWrapper:
         self.loss_history: list[tuple[int, float]] = []
         self.fingerprint = run_fingerprint(solver_prototxt, cfg, extra=str(len(roidb)))
         if pretrained_model:
-            print(f"Loading pretrained model weights from {pretrained_model}")
-            self.net.copy_from(pretrained_model)
+            report = self.net.copy_from(pretrained_model)  # raises when it fills nothing
+            print(f"Loaded pretrained model weights from {pretrained_model}: {report.summary()}")
         self.net.layers[0].set_roidb(roidb)
         #: the loop's steps, in order (:func:`frcnn.training.hooks.default_hooks`, then ``hooks``)
         self.hooks: list[Hook] = [*default_hooks(self), *hooks]
