@@ -5,8 +5,9 @@ Upstream read the boxes of the MATLAB implementation from ``selective_search_dat
 ``cv2.ximgproc.segmentation`` selective search in its "fast" mode (the paper's setting; HSV and
 Lab colour spaces, two segmentation thresholds, two similarity strategies), on the image at its
 own size, and keeps the first ``top_n`` boxes of OpenCV's ranking (2000, the paper's count).
-OpenCV's ranking draws random numbers: the RNG is seeded before each image, so a rerun, or a
-run in several processes, gives the same boxes.
+OpenCV's ranking draws random numbers from the C library's ``rand()`` (not OpenCV's own RNG,
+which ``cv2.setRNGSeed`` seeds): ``srand(seed)`` is called before each image, so a rerun, or a
+run in several processes, gives the same boxes (with one OpenCV thread, the default).
 
 The file, :func:`cache_file`, is ``<proposals_dir>/<imdb>_opencv_ss_<key>.npz``: the proposal
 format of :mod:`frcnn.datasets.proposals` (0-based ``x1, y1, x2, y2``), keyed like the roidb
@@ -52,6 +53,16 @@ def require_ximgproc() -> None:
         raise UserError(f"cv2 {cv2.__version__} has no ximgproc: {CONTRIB_HINT}")
 
 
+def _seed_c_rand(seed: int) -> None:
+    """``srand(seed)`` of the C library the process uses (where ctypes can reach it)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).srand(ctypes.c_uint(int(seed)))
+    except (OSError, AttributeError, TypeError):  # no dlopen(NULL) (Windows): the ranking is not seeded
+        pass
+
+
 def selective_search_boxes(im: np.ndarray, mode: str = "fast", top_n: int = 2000, seed: int = 0) -> np.ndarray:
     """Boxes (R, 4) float32, 0-based inclusive ``x1, y1, x2, y2``, of a BGR uint8 image, in
     OpenCV's ranking; the first ``top_n`` when ``top_n > 0``."""
@@ -62,7 +73,7 @@ def selective_search_boxes(im: np.ndarray, mode: str = "fast", top_n: int = 2000
     ss.setBaseImage(im)
     {"fast": ss.switchToSelectiveSearchFast, "quality": ss.switchToSelectiveSearchQuality,
      "single": ss.switchToSingleStrategy}[mode]()
-    cv2.setRNGSeed(int(seed))
+    _seed_c_rand(seed)
     rects = np.asarray(ss.process(), dtype=np.float64).reshape(-1, 4)  # x, y, w, h
     if top_n > 0:
         rects = rects[:top_n]
