@@ -33,7 +33,7 @@ def test_the_tool_fails_with_that_error_before_any_work(monkeypatch, tiny_voc):
 
 
 def test_the_file_is_keyed_by_the_images(tiny_voc):
-    cfg, root = tiny_voc
+    cfg, _root = tiny_voc
     imdb = get_imdb("shapes_test", cfg)
     path = imdb.selective_search_file()
     assert os.path.dirname(path) == os.path.join(cfg.DATA_DIR, "selective_search_data")
