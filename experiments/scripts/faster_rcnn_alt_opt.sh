@@ -81,7 +81,7 @@ test_unshared() {
   local frcn rpn props def="models/${PT_DIR}/${NET}/fast_rcnn/test.prototxt"
   frcn=$(cat "$FINAL_FILE")
   rpn="$(dirname "$frcn")/${NET}_rpn_stage1_final.caffemodel"
-  props="$(dirname "$frcn")/${NET}_rpn_stage1_final_${TEST_IMDB}_proposals.npz"
+  props="$(dirname "$frcn")/${NET}_unshared_${TEST_IMDB}_proposals.npz"
   [ -f "$def" ] || def="models/pascal_voc/${NET}/fast_rcnn/test.prototxt"
   stage1_proposals "$rpn" "$props" --test_counts
   test_final_model "$def" --proposals "$props"
