@@ -47,7 +47,8 @@ def test_voc2012_test_is_packed_for_the_server(write_voc, data_cfg, tmp_path, ca
     assert files["results/VOC2012/Main/comp4_det_test_dog.txt"] == ""
     # the same lines as the per-class results files the local evaluation writes
     paths = write_voc_results_file(_boxes(d), d.image_index, d.classes, str(tmp_path / "r_{:s}.txt"))
-    assert open(paths[14]).read() == files["results/VOC2012/Main/comp4_det_test_person.txt"]
+    with open(paths[14]) as f:
+        assert f.read() == files["results/VOC2012/Main/comp4_det_test_person.txt"]
 
 
 def test_salted_or_competition_mode_the_archive_names_are_the_servers(write_voc, data_cfg, tmp_path):

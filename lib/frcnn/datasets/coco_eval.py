@@ -14,7 +14,6 @@ import numpy as np
 
 from frcnn.utils.io import atomic_write
 
-
 #: COCOeval's 12 summary numbers (``stats``), in its order
 STAT_NAMES = (
     "AP@[.5,.95]", "AP@.5", "AP@.75", "AP@[.5,.95] small", "AP@[.5,.95] medium", "AP@[.5,.95] large",
