@@ -294,7 +294,11 @@ class imdb:
         limit: int | None = None,
     ) -> dict:
         """Recall of gt boxes (rows with overlap 1) by proposals: greedy one-to-one matching,
-        best-covered gt first. Returns {'ar', 'recalls', 'thresholds', 'gt_overlaps'}."""
+        best-covered gt first; ``limit``: only the first N proposals of each image (in the
+        roidb's order, which is the proposal file's). ``thresholds``: the IoU thresholds
+        (default 0.5, 0.55, ..., 0.95; Figure 4 of the paper runs them to 1.0). Returns
+        {'ar', 'recalls', 'thresholds', 'gt_overlaps', 'num_pos'}: ``recalls[k]`` is the
+        fraction of the ``num_pos`` gt boxes covered at IoU >= ``thresholds[k]``."""
         if area not in _AREAS:
             raise InputError(f"evaluate_recall: unknown area range '{area}' (known: {', '.join(_AREAS)})")
         area_range = _AREA_RANGES[_AREAS[area]]
@@ -344,4 +348,5 @@ class imdb:
             "recalls": recalls,
             "thresholds": thresholds,
             "gt_overlaps": gt_overlaps,
+            "num_pos": num_pos,
         }
