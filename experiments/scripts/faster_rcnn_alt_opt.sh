@@ -5,8 +5,10 @@
 # Example:
 #   ./experiments/scripts/faster_rcnn_alt_opt.sh 0 VGG16 pascal_voc --set EXP_DIR foobar RNG_SEED 42
 #   ./experiments/scripts/faster_rcnn_alt_opt.sh cpu SMALL toy
-# The iterations of the four steps are upstream's 80000,40000,80000,40000 on pascal_voc;
-# ALT_ITERS=a,b,c,d (environment) overrides them. Rerunning the same command skips finished
+# The iterations of the four steps are upstream's 80000,40000,80000,40000 on the VOC sets and
+# the paper's 320000 each on COCO; ALT_ITERS=a,b,c,d (environment) overrides them. Joined sets
+# (pascal_voc_0712, pascal_voc_07++12, coco_paper_trainval) run each proposal pass over the
+# joined set. Rerunning the same command skips finished
 # steps and resumes an unfinished one.
 # STOP_AFTER=n (environment, default 4; the tool's --stop_after) stops after step n, for the
 # paper's ablations (Table 2):
@@ -25,13 +27,12 @@ source experiments/scripts/common.sh
 # run is under way cannot break that run.
 main() {
 parse_common_args "$@"
-case "$DATASET" in
-  coco) die "alt-opt on coco is not implemented (as upstream: no COCO alt-opt models)" ;;
-  pascal_voc_0712) die "alt-opt trains on one imdb; use pascal_voc (VOC 2007) or faster_rcnn_end2end.sh" ;;
-esac
 resolve_dataset "$DATASET" 0 0 0 0
 case "$DATASET" in
-  pascal_voc) ALT_ITERS="${ALT_ITERS:-80000,40000,80000,40000}" ;;
+  pascal_voc|pascal_voc_0712|pascal_voc_2012|pascal_voc_07++12|coco_pascal_voc_0712|coco_pascal_voc_07++12)
+    ALT_ITERS="${ALT_ITERS:-80000,40000,80000,40000}" ;;
+  coco|coco_paper|coco_paper_trainval)  # the paper's COCO schedule (Sec. 4.2): every step 240k + 80k iterations
+    ALT_ITERS="${ALT_ITERS:-$COCO_PAPER_ITERS,$COCO_PAPER_ITERS,$COCO_PAPER_ITERS,$COCO_PAPER_ITERS}" ;;
   toy) ALT_ITERS="${ALT_ITERS:-400,400,400,400}" ;;      # see experiments/cfgs/toy.yml
   *) ALT_ITERS="${ALT_ITERS:-4000,2000,4000,2000}" ;;    # small VOC-format sets
 esac

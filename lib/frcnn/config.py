@@ -125,6 +125,13 @@ def get_default_config() -> EasyDict:
     # and give negatives a weight of (1 - p)
     # Set to -1.0 to use uniform example weighting
     C.TRAIN.RPN_POSITIVE_WEIGHT = -1.0
+    # (ours) Replace the solver prototxt's base_lr / stepsize / iter_size in every training run
+    # (end2end, Fast R-CNN, each alt-opt step) when > 0; 0 keeps the file's value. For the
+    # paper's COCO schedule (experiments/cfgs/coco_paper.yml: lr 0.003 for 240k iterations,
+    # then 0.0003, with the 8-GPU minibatch as iter_size 8) without editing the solver files.
+    C.TRAIN.SOLVER_BASE_LR = 0.0
+    C.TRAIN.SOLVER_STEPSIZE = 0
+    C.TRAIN.SOLVER_ITER_SIZE = 0
 
     # ------------------------------------------------------------------ testing
     C.TEST = EasyDict()

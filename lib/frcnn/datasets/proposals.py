@@ -71,11 +71,8 @@ def save_proposals(
 
 def load_proposal_extras(path: str) -> dict[str, np.ndarray]:
     """The arrays a proposal file holds besides the boxes (``extra`` of :func:`save_proposals`)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files if k not in _RESERVED}
-    except (OSError, EOFError, ValueError) as e:
-        raise InputError(f"{path}: not a readable .npz proposal file ({e})") from None
+    with _open_npz(path) as z:
+        return {k: z[k] for k in z.files if k not in _RESERVED}
 
 
 def proposal_boxes(entry: dict, top_n: int = -1) -> np.ndarray:
@@ -103,8 +100,8 @@ def keep_first_proposals(roidb: list[dict], top_n: int) -> list[dict]:
     return roidb
 
 
-def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
-    """(boxes_list, image_ids) from a file written by :func:`save_proposals`."""
+def _open_npz(path: str):
+    """``np.load`` of a proposal ``.npz`` (no pickles), with errors that name the file."""
     if path.endswith(".pkl"):
         raise InputError(
             f"{path}: pickle proposal files are not read (unpickling is unsafe); "
@@ -118,7 +115,12 @@ def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
         raise InputError(f"{path}: not a readable .npz proposal file ({e})") from None
     if not hasattr(z, "files"):
         raise InputError(f"{path}: not an .npz proposal file (a single array)")
-    with z:
+    return z
+
+
+def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
+    """(boxes_list, image_ids) from a file written by :func:`save_proposals`."""
+    with _open_npz(path) as z:
         missing = [k for k in ("boxes", "lengths", "image_ids") if k not in z.files]
         if missing:
             raise InputError(f"{path}: not a proposal file (missing {', '.join(missing)})")
@@ -130,6 +132,14 @@ def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
         )
     offsets = np.concatenate(([0], np.cumsum(lengths)))
     return [boxes[offsets[i] : offsets[i + 1]].copy() for i in range(len(ids))], ids
+
+
+def load_proposal_ids(path: str) -> list[str]:
+    """The image ids of a file written by :func:`save_proposals`, without reading its boxes."""
+    with _open_npz(path) as z:
+        if "image_ids" not in z.files:
+            raise InputError(f"{path}: not a proposal file (missing image_ids)")
+        return [str(x) for x in z["image_ids"]]
 
 
 def load_selective_search_mat(path: str) -> tuple[list[np.ndarray], list[str] | None]:
