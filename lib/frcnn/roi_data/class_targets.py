@@ -23,6 +23,7 @@ from typing import Union
 import numpy as np
 import torch
 
+from frcnn.roi_data.device_values import device_constant
 from frcnn.roi_data.sampling import where_true
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -78,7 +79,7 @@ def _expand_torch(
     out = torch.zeros((r, 4 * num_classes), dtype=torch.float32, device=device)
     inside = torch.zeros_like(out)
     fg = (cls > 0)[:, None]
-    weights = torch.tensor(tuple(inside_weights), dtype=torch.float32, device=device)
+    weights = device_constant(tuple(inside_weights), torch.float32, device)
     cols = 4 * cls.clamp(0, num_classes - 1)[:, None] + torch.arange(4, device=device)[None, :]  # (R, 4)
     zero = torch.zeros((), dtype=torch.float32, device=device)
     # background rows write zeros into columns 0..3, which hold zeros already

@@ -52,6 +52,7 @@ import torch
 
 from frcnn.boxes.iou import box_iou
 from frcnn.boxes.transform import bbox_transform
+from frcnn.roi_data.device_values import device_constant
 from frcnn.roi_data.keys import ANCHORS, PositionedLayer, torch_generator
 from frcnn.roi_data.sampling import keyed_take
 from frcnn.rpn.layer_base import AnchorLayer, shape_channels
@@ -211,7 +212,7 @@ class AnchorTargetLayer(PositionedLayer, AnchorLayer):
         # 9. inside and outside weights (per image)
         pos = (labels == 1)[:, :, None]
         neg = (labels == 0)[:, :, None]
-        inside_w = torch.tensor(self.inside_weights, dtype=torch.float32, device=device)
+        inside_w = device_constant(self.inside_weights, torch.float32, device)
         inside_weights = torch.where(pos, inside_w, zero)
         if self.positive_weight < 0:
             num_examples = (labels >= 0).sum(dim=1).to(torch.float32)[:, None, None]

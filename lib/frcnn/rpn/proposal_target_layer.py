@@ -45,6 +45,7 @@ import torch
 from frcnn.boxes.iou import box_iou
 from frcnn.boxes.transform import bbox_transform
 from frcnn.roi_data.class_targets import expand_bbox_targets
+from frcnn.roi_data.device_values import device_constant
 from frcnn.roi_data.keys import PROPOSAL_ROIS, BatchPosition, PositionedLayer, torch_generator
 from frcnn.roi_data.sampling import fg_rois_per_image, keyed_fg_bg
 from frcnn.rpn.layer_base import ConfiguredLayer
@@ -178,8 +179,8 @@ class ProposalTargetLayer(PositionedLayer, ConfiguredLayer):
         if num_gt > 0:
             targets = bbox_transform(rois[:, 1:5].double(), gt[gt_assignment[keep], :4].double())
             if self.normalize:
-                means = torch.tensor(self.means, dtype=torch.float64, device=device)
-                stds = torch.tensor(self.stds, dtype=torch.float64, device=device)
+                means = device_constant(self.means, torch.float64, device)
+                stds = device_constant(self.stds, torch.float64, device)
                 targets = (targets - means) / stds
             targets = targets.float()
         else:
