@@ -6,7 +6,7 @@ import torch
 
 from frcnn.boxes.transform import clip_boxes
 from frcnn.config import ConfigError, cfg_from_list, get_default_config
-from frcnn.roi_data.keys import NO_CLS, torch_generator
+from frcnn.roi_data.keys import NO_CLS, random_keys, torch_generator
 from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
 from frcnn.rpn.proposal_layer import ProposalLayer
 from tests.rpn.test_proposal_layer import nms_backend, random_inputs, ref_proposals  # noqa: F401 (fixture)
@@ -108,7 +108,7 @@ def test_no_cls_order_is_the_keys_order():
     boxes[order] = p[:, 1:]
     valid = np.empty(len(order), bool)
     valid[order] = (ws >= 16) & (hs >= 16)
-    keys = torch.rand(len(order), generator=torch_generator(3, NO_CLS, 4, 0)).numpy()
+    keys = random_keys(len(order), torch_generator(3, NO_CLS, 4, 0), "cpu").numpy()
     keys[~valid] = -1
     pick = np.argsort(-keys, kind="stable")[: min(20, valid.sum())]
     np.testing.assert_allclose(rois[:, 1:], boxes[pick], rtol=1e-6, atol=1e-4)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from frcnn.roi_data.keys import ANCHORS, torch_generator
+from frcnn.roi_data.keys import ANCHORS, random_keys, torch_generator
 from frcnn.rpn.anchor_target_layer import AnchorTargetLayer
 from frcnn.rpn.generate_anchors import generate_anchors
 from frcnn.rpn.proposal_layer import ProposalLayer
@@ -29,7 +29,7 @@ def test_anchor_sampling_is_the_largest_keys_of_the_images_generator():
     got = labels.numpy().reshape(9, H, W).transpose(1, 2, 0).reshape(-1)
     full = ref_anchor_targets(generate_anchors(), H, W, gt, im)[0]  # upstream's labels before sampling
     g = torch_generator(5, ANCHORS, 9, 3)
-    fg_keys, bg_keys = torch.rand(len(full), generator=g).numpy(), torch.rand(len(full), generator=g).numpy()
+    fg_keys, bg_keys = random_keys(len(full), g, "cpu").numpy(), random_keys(len(full), g, "cpu").numpy()
     want = np.full(len(full), -1.0, np.float32)
     fg, bg = np.where(full == 1)[0], np.where(full == 0)[0]
     keep_fg = fg[np.argsort(-fg_keys[fg], kind="stable")[:128]]
@@ -73,8 +73,8 @@ def test_layers_synchronise_only_for_data_dependent_sizes():
     boxes = torch.rand(6000, 4, device=dev) * 100
     boxes[:, 2:] += boxes[:, :2]
     _, nms_syncs = _count_syncs(lambda: nms(boxes, torch.rand(6000, device=dev), 0.7))
-    rois, syncs = _count_syncs(lambda: pl(prob, deltas, info))
-    assert syncs <= 2 * (nms_syncs + 1), (syncs, nms_syncs)
+    out, syncs = _count_syncs(lambda: pl(prob, deltas, info))
+    assert syncs <= 2 * (nms_syncs + 1) and out[0].device.type == "cuda", (syncs, nms_syncs)
     # proposal target layer: one, for the number of sampled RoIs
     rois_np, gt_np = random_case(rng, n_rois=600)
     ptl = ProposalTargetLayer(6, bg_thresh_lo=0.0).to(dev)

@@ -104,7 +104,7 @@ def test_draws_are_the_largest_keys_of_the_images_generator():
     """The random stream of the end2end path, re-keyed (issue 11): the image's generator (RNG_SEED,
     iteration, global image index) gives one key per candidate for fg, then one per candidate for
     bg; the kept rows are the candidates with the largest keys, fg first, each part in index order."""
-    from frcnn.roi_data.keys import PROPOSAL_ROIS, torch_generator
+    from frcnn.roi_data.keys import PROPOSAL_ROIS, random_keys, torch_generator
 
     rois, gt = random_case(np.random.RandomState(8), n_rois=600)
     all_rois = np.vstack((rois, np.hstack((np.zeros((len(gt), 1), np.float32), gt[:, :4]))))
@@ -115,7 +115,7 @@ def test_draws_are_the_largest_keys_of_the_images_generator():
     layer.set_batch_position(iteration=7, pass_index=1, iter_size=2)
     out_rois = run(layer, rois, gt)[0]
     g = torch_generator(3, PROPOSAL_ROIS, 7, 1, "cpu")  # pass 1 of 2, one image: global image 1
-    fg_keys, bg_keys = torch.rand(len(all_rois), generator=g).numpy(), torch.rand(len(all_rois), generator=g).numpy()
+    fg_keys, bg_keys = random_keys(len(all_rois), g, "cpu").numpy(), random_keys(len(all_rois), g, "cpu").numpy()
     keep_fg = np.sort(fg[np.argsort(-fg_keys[fg], kind="stable")[:32]])
     keep_bg = np.sort(bg[np.argsort(-bg_keys[bg], kind="stable")[:96]])
     np.testing.assert_array_equal(out_rois.numpy(), all_rois[np.r_[keep_fg, keep_bg]])

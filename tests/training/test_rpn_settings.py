@@ -136,7 +136,8 @@ def conv_outputs(prototxt):
 
 @pytest.mark.parametrize("scales,ratios", TABLE_8)
 def test_table_8_anchor_settings_build_and_train(tmp_path, scales, ratios):
-    cfg, nets = setup(tmp_path, anchor_sets(scales, ratios))
+    # images of 320 x 427 (the tiny set at scale 320): a 256 x 256 anchor fits inside
+    cfg, nets = setup(tmp_path, anchor_sets(scales, ratios) + ["TRAIN.SCALES", "(320,)", "TRAIN.MAX_SIZE", "480"])
     a = len(scales) * len(ratios)
     solver = ensure_solver_classes(nets["solver"], 3, str(tmp_path / "adapted"), str(tmp_path), cfg=cfg)
     sw = wrapper(cfg, solver)
@@ -145,6 +146,8 @@ def test_table_8_anchor_settings_build_and_train(tmp_path, scales, ratios):
     assert sw.net.blobs["rpn_bbox_pred"].data.shape[1] == 4 * a
     assert sw.net.blobs["rpn_labels"].data.shape[2] == a * sw.net.blobs["rpn_cls_score"].data.shape[2]
     assert all(np.isfinite(list(sw.solver.last_losses().values())))
+    labels = sw.net.blobs["rpn_labels"].data
+    assert int((labels == 1).sum()) > 0 and int((labels == 0).sum()) > 0  # the RPN had examples
     for layer in ("rpn-data", "proposal"):
         impl = sw.net.layer_dict[layer].impl
         assert impl.num_anchors == a and impl.scales == tuple(scales) and impl.ratios == tuple(ratios)
@@ -189,8 +192,8 @@ def test_rpn_loss_bbox_weight_is_the_loss_weight_the_solver_uses(tmp_path, weigh
     roidb, _ = get_roidb("tiny_trainval", cfg)
     s.net.layers[0].set_roidb(filter_roidb(roidb, cfg))
     out = s.net.forward()
-    total = sum(s.net.loss_weights[k] * float(out[k]) for k in s.net.loss_weights)
-    assert float(s.net.loss) == pytest.approx(total, rel=1e-6)
+    total = sum(s.net.loss_weights[k] * float(out[k].detach()) for k in s.net.loss_weights)
+    assert float(s.net.loss.detach()) == pytest.approx(total, rel=1e-6)
     # None (the default) leaves the prototxt's weight: no copy is made
     cfg.TRAIN.RPN_LOSS_BBOX_WEIGHT = None
     assert ensure_solver_classes(nets["solver"], 3, str(tmp_path / "again"), str(tmp_path), cfg=cfg) == nets["solver"]

@@ -103,6 +103,11 @@ def torch_generator(
     return g
 
 
+def random_keys(n: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """``n`` sampling keys in [0, 1), float64 (see ``frcnn.roi_data.sampling.keyed_take``)."""
+    return torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+
+
 class PositionedLayer:
     """Mixin of the layers that key draws by :class:`BatchPosition`: ``set_batch_position``
     (called by the solver before each forward pass) and ``_take_position`` (the position of the

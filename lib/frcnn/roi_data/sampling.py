@@ -20,10 +20,10 @@ and ``torch_choice`` are the two callers' draws, each consuming its RNG exactly 
 
 The fixed-size form (``keyed_take``, ``keyed_fg_bg``) is what the RPN layers use on the device:
 the same rule with masks instead of index lists, so that no count leaves the device. Every
-candidate gets a random key in [0, 1) (from the image's own generator, ``frcnn.roi_data.keys``)
-and "k of the candidates at random, without replacement" is "the k candidates with the largest
-keys" (ties, which have probability ~0, go to the lower index). The kept rows come back as a
-mask; a caller that needs them in order lists them fg first, then bg, each part by index.
+candidate gets a random key in [0, 1) (float64, from the image's own generator,
+``frcnn.roi_data.keys``) and "k of the candidates at random, without replacement" is "the k
+candidates with the largest keys". The kept rows come back as a mask; a caller that needs them
+in order lists them fg first, then bg, each part by index.
 """
 
 from __future__ import annotations
@@ -104,26 +104,33 @@ def sample_fg_bg(
     return np.append(fg_inds, bg_inds).astype(np.int64), num_fg
 
 
-def keyed_take(candidates: torch.Tensor, keys: torch.Tensor, limit: int | torch.Tensor) -> torch.Tensor:
+def keyed_take(
+    candidates: torch.Tensor, keys: torch.Tensor, limit: int | torch.Tensor, bound: int | None = None
+) -> torch.Tensor:
     """The at most ``limit`` candidates of each row with the largest keys, as a mask.
 
-    ``candidates`` (N, M) bool, ``keys`` (N, M) floats in [0, 1), ``limit`` an int or an (N,)
-    tensor (one limit per row). Fixed-size arithmetic only (a sort, a scatter, compares)."""
+    ``candidates`` (N, M) bool, ``keys`` (N, M) floats in [0, 1) (float64: ties, which would leave
+    the choice to the top-k's order, have probability ~1e-9), ``limit`` an int or an (N,) tensor
+    (one limit per row) with ``bound`` >= every limit (a host int: the top-k size). Fixed-size
+    arithmetic only (a top-k, a gather, a scatter, compares)."""
     if candidates.shape != keys.shape or candidates.ndim != 2:
         raise ValueError(
             f"keyed_take: need candidates and keys of one (N, M) shape, got {tuple(candidates.shape)}, "
             f"{tuple(keys.shape)}"
         )
-    n, m = candidates.shape
-    if m == 0:
-        return candidates.clone()
-    masked = torch.where(candidates, keys, torch.full((), -1.0, dtype=keys.dtype, device=keys.device))
-    order = torch.sort(masked, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(m, device=order.device).expand(n, m))
+    m = candidates.shape[1]
     if isinstance(limit, torch.Tensor):
+        k = m if bound is None else min(int(bound), m)
         limit = limit.reshape(-1, 1)
-    return candidates & (rank < limit)
+    else:
+        k = min(int(limit), m)
+    out = torch.zeros_like(candidates)
+    if k <= 0:
+        return out
+    masked = torch.where(candidates, keys, torch.full((), -1.0, dtype=keys.dtype, device=keys.device))
+    top = torch.topk(masked, k, dim=1, largest=True, sorted=True).indices  # (N, k), largest key first
+    ok = (torch.arange(k, device=top.device)[None, :] < limit) & candidates.gather(1, top)
+    return out.scatter_(1, top, ok)
 
 
 def keyed_fg_bg(
@@ -148,5 +155,5 @@ def keyed_fg_bg(
     mine = image_of_row[None, :] == torch.arange(num_images, device=image_of_row.device)[:, None]  # (N, M)
     fg = keyed_take(mine & fg_cand[None, :], fg_keys, fg_rois_per_image)
     bg_limit = rois_per_image - fg.sum(dim=1)
-    bg = keyed_take(mine & bg_cand[None, :], bg_keys, bg_limit)
+    bg = keyed_take(mine & bg_cand[None, :], bg_keys, bg_limit, bound=rois_per_image)
     return fg.any(dim=0), bg.any(dim=0)

@@ -34,9 +34,10 @@ global image index) (``frcnn.roi_data.keys``; the solver sets the position befor
 on the bottoms' device. Every anchor gets a random key; "k at random" is "the k with the largest
 keys" (``frcnn.roi_data.sampling.keyed_take``).
 
-No host synchronisation: inside-ness, labels and sampling are masks over all H*W*A anchors (the
-outside ones are computed and then ignored); the one host-side check, the warning below, reads a
-flag copied without waiting, at the next forward on a GPU. Differences from upstream, both where
+No host synchronisation: on a GPU inside-ness, labels and sampling are masks over all H*W*A
+anchors (the outside ones are computed and then ignored); on the CPU, where it is free, the work
+is restricted to the anchors inside some image (the numbers are the same). The one host-side
+check, the warning below, reads a flag copied without waiting, at the next forward on a GPU. Differences from upstream, both where
 upstream crashed: no gt boxes -> every inside anchor has max IoU 0 and so is a negative (then
 sampled); no anchor inside the image (#63) -> all labels -1 and a warning (the RPN losses get
 no example from that image).
@@ -53,7 +54,7 @@ import torch
 from frcnn.boxes.iou import box_iou
 from frcnn.boxes.transform import bbox_transform
 from frcnn.roi_data.device_values import device_constant
-from frcnn.roi_data.keys import ANCHORS, PositionedLayer, torch_generator
+from frcnn.roi_data.keys import ANCHORS, PositionedLayer, random_keys, torch_generator
 from frcnn.roi_data.sampling import keyed_take
 from frcnn.rpn.layer_base import AnchorLayer, shape_channels
 
@@ -150,39 +151,52 @@ class AnchorTargetLayer(PositionedLayer, AnchorLayer):
         A = self.num_anchors
 
         # 1. all anchors (H*W*A, 4) in (row, col, anchor) order; the inside ones per image (N, n)
-        anchors = self.feature_map_anchors(height, width, device)
-        n = anchors.shape[0]
+        all_anchors = self.feature_map_anchors(height, width, device)
+        n = all_anchors.shape[0]
         b = self.allowed_border
         inside = (
-            (anchors[None, :, 0] >= -b)
-            & (anchors[None, :, 1] >= -b)
-            & (anchors[None, :, 2] < info[:, 1:2] + b)
-            & (anchors[None, :, 3] < info[:, 0:1] + b)
+            (all_anchors[None, :, 0] >= -b)
+            & (all_anchors[None, :, 1] >= -b)
+            & (all_anchors[None, :, 2] < info[:, 1:2] + b)
+            & (all_anchors[None, :, 3] < info[:, 0:1] + b)
         )
         if n > 0:
             self._flag_images_without_anchors(~inside.any(dim=1), info, b)
+        fg_keys, bg_keys = self._keys(num_images, n, position, device)
+        # The rows worked on: on a GPU every anchor (fixed size; the outside ones are masked); on
+        # the CPU, where listing them costs no synchronisation, the anchors inside some image
+        # (upstream's inds_inside). The numbers are the same either way.
+        rows = inside.any(dim=0).nonzero().squeeze(1) if device.type == "cpu" else None
+        if rows is not None:
+            all_anchors, inside = all_anchors[rows], inside[:, rows]
+            fg_keys, bg_keys = fg_keys[:, rows], bg_keys[:, rows]
+        anchors = all_anchors
+        r = anchors.shape[0]
 
         # 2.-5. labels
-        labels = torch.full((num_images, n), -1.0, dtype=torch.float32, device=device)
+        labels = torch.full((num_images, r), -1.0, dtype=torch.float32, device=device)
         num_gt = gt.shape[0]
-        if num_gt > 0 and n > 0:
-            overlaps = box_iou(anchors, gt[:, :4].to(torch.float64))  # (n, G) float64
+        if num_gt > 0 and r > 0:
+            overlaps = box_iou(anchors, gt[:, :4].to(torch.float64))  # (r, G) float64
             if num_images == 1 and gt.shape[1] < 6:
                 gt_image = torch.zeros((num_gt,), dtype=torch.long, device=device)
             else:
                 gt_image = gt[:, 5].long()
             mine = gt_image[None, :] == torch.arange(num_images, device=device)[:, None]  # (N, G)
-            pair = mine[:, None, :] & inside[:, :, None]  # (N, n, G): counted anchor-gt pairs
+            pair = mine[:, None, :] & inside[:, :, None]  # (N, r, G): counted anchor-gt pairs
             ov = torch.where(pair, overlaps[None], torch.full((), -1.0, dtype=torch.float64, device=device))
-            argmax_overlaps = ov.argmax(dim=2)  # (N, n)
-            max_overlaps = ov.gather(2, argmax_overlaps[:, :, None]).squeeze(2).clamp_min(0.0)
+            max_overlaps, argmax_overlaps = ov.max(dim=2)  # (N, r); ties: the first gt
+            max_overlaps = max_overlaps.clamp_min(0.0)
             gt_max_overlaps = ov.max(dim=1).values  # (N, G): each gt's best over inside anchors
-            is_gt_best = ((ov == gt_max_overlaps[:, None, :]) & pair).any(dim=2)
+            # a gt with no inside anchor (best -1) must match nothing, not the masked -1 entries
+            gt_max_overlaps = torch.where(gt_max_overlaps < 0, torch.full((), -2.0, dtype=torch.float64,
+                                                                          device=device), gt_max_overlaps)
+            is_gt_best = (ov == gt_max_overlaps[:, None, :]).any(dim=2)
             has_gt = mine.any(dim=1)  # (N,)
         else:
-            argmax_overlaps = torch.zeros((num_images, n), dtype=torch.long, device=device)
-            max_overlaps = torch.zeros((num_images, n), dtype=torch.float64, device=device)
-            is_gt_best = torch.zeros((num_images, n), dtype=torch.bool, device=device)
+            argmax_overlaps = torch.zeros((num_images, r), dtype=torch.long, device=device)
+            max_overlaps = torch.zeros((num_images, r), dtype=torch.float64, device=device)
+            is_gt_best = torch.zeros((num_images, r), dtype=torch.bool, device=device)
             has_gt = torch.zeros((num_images,), dtype=torch.bool, device=device)
         one = torch.ones((), dtype=torch.float32, device=device)
         zero = torch.zeros((), dtype=torch.float32, device=device)
@@ -193,21 +207,20 @@ class AnchorTargetLayer(PositionedLayer, AnchorLayer):
             labels = torch.where(inside & (max_overlaps < self.negative_overlap), zero, labels)
 
         # 6.-7. subsample positives, then negatives, by each image's random keys
-        fg_keys, bg_keys = self._keys(num_images, n, position, device)
         fg = labels == 1
         kept_fg = keyed_take(fg, fg_keys, self.num_fg)
         bg = labels == 0
-        kept_bg = keyed_take(bg, bg_keys, self.batch_size - kept_fg.sum(dim=1))
+        kept_bg = keyed_take(bg, bg_keys, self.batch_size - kept_fg.sum(dim=1), bound=self.batch_size)
         minus_one = torch.full((), -1.0, dtype=torch.float32, device=device)
         labels = torch.where((fg & ~kept_fg) | (bg & ~kept_bg), minus_one, labels)
 
         # 8. targets for every inside anchor of an image with gt boxes (float64 arithmetic, float32 top)
-        if num_gt > 0 and n > 0:
+        if num_gt > 0 and r > 0:
             assigned = gt[:, :4].to(torch.float64)[argmax_overlaps.reshape(-1)]
-            targets = bbox_transform(anchors.repeat(num_images, 1), assigned).float().reshape(num_images, n, 4)
+            targets = bbox_transform(anchors.repeat(num_images, 1), assigned).float().reshape(num_images, r, 4)
             targets = torch.where((inside & has_gt[:, None])[:, :, None], targets, zero)
         else:
-            targets = torch.zeros((num_images, n, 4), dtype=torch.float32, device=device)
+            targets = torch.zeros((num_images, r, 4), dtype=torch.float32, device=device)
 
         # 9. inside and outside weights (per image)
         pos = (labels == 1)[:, :, None]
@@ -220,15 +233,23 @@ class AnchorTargetLayer(PositionedLayer, AnchorLayer):
         else:
             pos_w = self.positive_weight / pos.sum(dim=1, keepdim=True).to(torch.float32)
             neg_w = (1.0 - self.positive_weight) / neg.sum(dim=1, keepdim=True).to(torch.float32)
-        outside_weights = torch.where(pos, pos_w, torch.where(neg, neg_w, zero)).expand(num_images, n, 4)
+        outside_weights = torch.where(pos, pos_w, torch.where(neg, neg_w, zero)).expand(num_images, r, 4)
+
+        def unmap(x: torch.Tensor, fill: float) -> torch.Tensor:
+            """(N, r, ...) on the rows worked on -> (N, n, ...) over every anchor."""
+            if rows is None:
+                return x
+            out = torch.full((num_images, n, *x.shape[2:]), fill, dtype=x.dtype, device=device)
+            out[:, rows] = x
+            return out
 
         # (N, H*W*A) -> (N, H, W, A) -> (N, A, H, W) -> (N, 1, A*H, W)
-        rpn_labels = labels.reshape(num_images, height, width, A).permute(0, 3, 1, 2)
+        rpn_labels = unmap(labels, -1.0).reshape(num_images, height, width, A).permute(0, 3, 1, 2)
         rpn_labels = rpn_labels.reshape(num_images, 1, A * height, width)
 
         def to_map(x: torch.Tensor) -> torch.Tensor:
             # (N, H*W*A, 4) -> (N, H, W, 4A) -> (N, 4A, H, W)
-            return x.reshape(num_images, height, width, A * 4).permute(0, 3, 1, 2).contiguous()
+            return unmap(x, 0.0).reshape(num_images, height, width, A * 4).permute(0, 3, 1, 2).contiguous()
 
         return rpn_labels, to_map(targets), to_map(inside_weights), to_map(outside_weights)
 
@@ -237,8 +258,8 @@ class AnchorTargetLayer(PositionedLayer, AnchorLayer):
         fg, bg = [], []
         for i in range(num_images):
             g = torch_generator(self.seed, ANCHORS, position.iteration, position.image_index(i, num_images), device)
-            fg.append(torch.rand(n, generator=g, device=device))
-            bg.append(torch.rand(n, generator=g, device=device))
+            fg.append(random_keys(n, g, device))
+            bg.append(random_keys(n, g, device))
         return torch.stack(fg), torch.stack(bg)
 
     # ---------------------------------------------------------------- the no-anchor-inside warning

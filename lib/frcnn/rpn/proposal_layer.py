@@ -48,7 +48,7 @@ import torch
 
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
 from frcnn.ops.nms import nms as _nms
-from frcnn.roi_data.keys import NO_CLS, BatchPosition, PositionedLayer, torch_generator
+from frcnn.roi_data.keys import NO_CLS, BatchPosition, PositionedLayer, random_keys, torch_generator
 from frcnn.rpn.layer_base import AnchorLayer, shape_channels
 
 ABLATIONS = ("none", "no_nms", "no_cls", "no_reg")
@@ -180,7 +180,7 @@ class ProposalLayer(PositionedLayer, AnchorLayer):
         if self.ablation == "no_cls":
             gen = torch_generator(self.seed, NO_CLS, position.iteration, position.image_index(image, num_images),
                                   scores.device)
-            keys = torch.where(valid, torch.rand(n, generator=gen, device=scores.device), -1.0)
+            keys = torch.where(valid, random_keys(n, gen, scores.device), -1.0)
             k = n if self.post_nms_top_n <= 0 else min(self.post_nms_top_n, n)
             order = torch.topk(keys, k, sorted=True).indices
             order = order[valid[order]]  # data-dependent: the final count

@@ -46,7 +46,7 @@ from frcnn.boxes.iou import box_iou
 from frcnn.boxes.transform import bbox_transform
 from frcnn.roi_data.class_targets import expand_bbox_targets
 from frcnn.roi_data.device_values import device_constant
-from frcnn.roi_data.keys import PROPOSAL_ROIS, BatchPosition, PositionedLayer, torch_generator
+from frcnn.roi_data.keys import PROPOSAL_ROIS, BatchPosition, PositionedLayer, random_keys, torch_generator
 from frcnn.roi_data.sampling import fg_rois_per_image, keyed_fg_bg
 from frcnn.rpn.layer_base import ConfiguredLayer
 
@@ -199,8 +199,8 @@ class ProposalTargetLayer(PositionedLayer, ConfiguredLayer):
         for i in range(num_images):
             g = torch_generator(self.seed, PROPOSAL_ROIS, position.iteration, position.image_index(i, num_images),
                                 device)
-            fg.append(torch.rand(m, generator=g, device=device))
-            bg.append(torch.rand(m, generator=g, device=device))
+            fg.append(random_keys(m, g, device))
+            bg.append(random_keys(m, g, device))
         return torch.stack(fg), torch.stack(bg)
 
     @staticmethod
