@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         imdb.set_proposal_method(cfg.TEST.PROPOSAL_METHOD)
     net_name = os.path.splitext(os.path.basename(args.caffemodel))[0]
     output_dir = get_output_dir(cfg, imdb.name, net_name)
-    prototxt = ensure_net_classes(args.prototxt, imdb.num_classes, output_dir)
+    prototxt = ensure_net_classes(args.prototxt, imdb.num_classes, output_dir, cfg=cfg)
     net = Net(prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     net.name = net_name
     print(f"Testing {args.caffemodel} on {imdb.name}; output in {output_dir}")

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     num_classes = get_imdb(args.imdb_name, cfg).num_classes
     src_dir = args.models_dir or os.path.join(cfg.MODELS_DIR, args.net_name, "faster_rcnn_alt_opt")
     dst_dir = os.path.join(get_output_dir(cfg, args.imdb_name), "models", args.net_name, "faster_rcnn_alt_opt")
-    models_dir = adapt_model_dir(src_dir, num_classes, dst_dir, cfg.ROOT_DIR)
+    models_dir = adapt_model_dir(src_dir, num_classes, dst_dir, cfg.ROOT_DIR, cfg=cfg)
     if args.pretrained_model is None:
         print("No --weights given: training from scratch (random initialisation)")
     try:

@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     print(f"{len(roidb):d} roidb entries")
     output_dir = get_output_dir(cfg, imdb.name)
     print(f"Output will be saved to `{output_dir}`")
-    solver = ensure_solver_classes(args.solver, imdb.num_classes, os.path.join(output_dir, "models"), cfg.ROOT_DIR)
+    solver = ensure_solver_classes(args.solver, imdb.num_classes, os.path.join(output_dir, "models"), cfg.ROOT_DIR,
+                                   cfg=cfg)
     if args.pretrained_model is None:
         print("No --weights given: training from scratch (random initialisation)")
     try:

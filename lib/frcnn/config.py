@@ -132,6 +132,15 @@ def get_default_config() -> EasyDict:
     C.TRAIN.SOLVER_BASE_LR = 0.0
     C.TRAIN.SOLVER_STEPSIZE = 0
     C.TRAIN.SOLVER_ITER_SIZE = 0
+    # Weight of the RPN box-regression loss (the loss_weight of the rpn_loss_bbox layer);
+    # None = what the prototxt says (1 in upstream's nets). The paper's lambda is about
+    # 10 x this weight (it divides the box term by ~2400 anchor locations, the nets here by the
+    # 256 sampled anchors): Table 9's lambda 0.1, 1, 10, 100 are 0.01, 0.1, 1, 10. Applied to a
+    # net by frcnn.nets.adapt (train_net, the alt-opt driver and the scripts call it).
+    C.TRAIN.RPN_LOSS_BBOX_WEIGHT = None
+    # Images per minibatch of the alt-opt RPN steps (1 and 3); upstream fixed 1. The end2end
+    # RPN path takes TRAIN.IMS_PER_BATCH (1 in experiments/cfgs/faster_rcnn_end2end.yml).
+    C.TRAIN.RPN_STAGE_IMS_PER_BATCH = 1
 
     # ------------------------------------------------------------------ testing
     C.TEST = EasyDict()
@@ -165,6 +174,11 @@ def get_default_config() -> EasyDict:
     # -1 / 2000 for these two instead, unless the command line's --set names them.)
     # Proposal height and width both need to be greater than RPN_MIN_SIZE (at orig image scale)
     C.TEST.RPN_MIN_SIZE = 16
+    # Test-time RPN ablations of the paper's Table 2 (lower half), in the proposal layer:
+    # "none"; "no_nms" (top RPN_POST_NMS_TOP_N by score, no NMS); "no_cls" (RPN_POST_NMS_TOP_N
+    # boxes drawn at random, seeded by RNG_SEED, from the decoded boxes: no score, no NMS);
+    # "no_reg" (the anchors themselves, no box regression, then scored, sorted and NMSed).
+    C.TEST.RPN_ABLATION = "none"
 
     # ------------------------------------------------------------------ misc
     # The mapping from image coordinates to feature map coordinates might cause
@@ -177,7 +191,14 @@ def get_default_config() -> EasyDict:
     # We use the same pixel mean for all networks even though it's not exactly what
     # they were trained with
     C.PIXEL_MEANS = np.array([[[102.9801, 115.9465, 122.7717]]])
-    # For reproducibility
+    # Anchors of every RPN layer: scales in units of the feature stride ([8, 16, 32] = 128, 256
+    # and 512 px at stride 16) and aspect ratios h / w ([0.5, 1, 2]). None = what the net's
+    # param_str says (upstream's defaults when it says nothing). frcnn.nets.adapt rewrites a
+    # net's RPN channels (2A, 4A), Reshape dims and param_str to match; a net whose channels do
+    # not match is an error naming both counts.
+    C.ANCHOR_SCALES = None
+    C.ANCHOR_RATIOS = None
+    # For reproducibility (also keys every per-image random draw: frcnn.roi_data.keys)
     C.RNG_SEED = 3
     # A small number that's used many times
     C.EPS = 1e-14
@@ -201,8 +222,51 @@ def get_default_config() -> EasyDict:
 # --------------------------------------------------------------------- merging
 
 
+def _positive_numbers(key: str, value: Any, where: str) -> tuple | None:
+    """None, or a non-empty list of numbers > 0 (kept as given: ints stay ints)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in value
+    )
+    if not ok:
+        raise ConfigError(f"{where}: {key}: expected None or a non-empty list of numbers > 0, got {value!r}")
+    return tuple(value)
+
+
+def _weight_or_none(key: str, value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value >= 0:
+        return float(value)
+    raise ConfigError(f"{where}: {key}: expected None or a number >= 0, got {value!r}")
+
+
+#: the values TEST.RPN_ABLATION takes (frcnn.rpn.proposal_layer)
+RPN_ABLATIONS = ("none", "no_nms", "no_cls", "no_reg")
+
+
+def _rpn_ablation(key: str, value: Any, where: str) -> str:
+    if isinstance(value, str) and value in RPN_ABLATIONS:
+        return value
+    raise ConfigError(f"{where}: {key}: expected one of {', '.join(RPN_ABLATIONS)}, got {value!r}")
+
+
+#: keys checked by their own rule (whatever they hold now): full key -> check(key, value, where)
+_KEY_RULES = {
+    "ANCHOR_SCALES": _positive_numbers,
+    "ANCHOR_RATIOS": _positive_numbers,
+    "TRAIN.RPN_LOSS_BBOX_WEIGHT": _weight_or_none,
+    "TEST.RPN_ABLATION": _rpn_ablation,
+}
+
+
 def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
     """Return ``value`` converted to the type of ``default`` or raise ConfigError."""
+    if key in _KEY_RULES:
+        return _KEY_RULES[key](key, value, where)
     if isinstance(default, np.ndarray):
         try:
             return np.array(value, dtype=default.dtype)

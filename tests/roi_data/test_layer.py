@@ -44,8 +44,6 @@ def test_order_follows_upstream(roidb, grouping):
 
 
 def _reference_order_with_rois(roidb, ims, grouping, seed, n, conf):
-    from frcnn.roi_data.minibatch import plan_minibatch
-
     rng = np.random.RandomState(seed)
 
     def shuffle():
@@ -63,7 +61,8 @@ def _reference_order_with_rois(roidb, ims, grouping, seed, n, conf):
             perm, cur = shuffle(), 0
         db = perm[cur : cur + ims]
         cur += ims
-        plan_minibatch([roidb[i] for i in db], conf, rng)  # the per-batch draws
+        # re-keyed (issue 11): the per-image draws (scales, RoIs) come from each image's own
+        # generator (frcnn.roi_data.keys), so the order RNG draws nothing but the permutations
         out.append(db.tolist())
     return out
 
@@ -206,6 +205,68 @@ def test_close_stops_worker_threads(roidb):
     assert {t.ident for t in threading.enumerate() if t.name.startswith("roi_data")} <= before
 
 
-def test_rpn_layer_needs_one_image_per_batch():
-    with pytest.raises(ValueError, match="IMS_PER_BATCH 1"):
-        _layer(ims=2, rpn=True)
+def test_rpn_layer_takes_several_images_per_batch(roidb):
+    """TRAIN.IMS_PER_BATCH > 1 on the RPN path (upstream: one image): a padded blob, one im_info
+    row per image (its own scaled size) and gt rows that carry their image's index."""
+    layer = _layer(ims=2, rpn=True, grouping=False)
+    layer.set_roidb(roidb)
+    for _ in range(4):
+        data, im_info, gt = (t.numpy() for t in layer.forward())
+        assert data.shape[0] == 2 and im_info.shape == (2, 3) and gt.shape[1] == 6
+        assert set(gt[:, 5].tolist()) == {0.0, 1.0} and (gt[:, 4] >= 1).all()
+        for i in range(2):
+            h, w, _s = im_info[i]
+            assert h <= data.shape[2] and w <= data.shape[3]
+            assert (data[i, :, int(h):, :] == 0).all() and (data[i, :, :, int(w):] == 0).all()  # padding
+            mine = gt[gt[:, 5] == i]
+            assert (mine[:, 2] <= w).all() and (mine[:, 3] <= h).all()
+        assert max(im_info[:, 0]) == data.shape[2] and max(im_info[:, 1]) == data.shape[3]
+    assert layer.top_shapes([]) == [(2, 3, None, None), (2, 3), (None, 6)]
+    assert _layer(ims=1, rpn=True).top_shapes([])[2] == (None, 5)
+
+
+def test_draws_are_keyed_by_iteration_and_global_image_index(roidb):
+    """N images in one pass draw what one image per pass draws at the same global indices: pass k
+    of iter_size K, image j of N is global image k * N + j (frcnn.roi_data.keys)."""
+    from frcnn.roi_data.keys import DATA, numpy_generator
+
+    rec = []
+
+    def spied(layer):
+        orig = layer._next_job
+
+        def spy():
+            state, entries, plan = orig()
+            rec.append(plan.scale_inds.tolist())
+            return state, entries, plan
+
+        layer._next_job = spy
+        layer.set_roidb(roidb)
+        return layer
+
+    two = spied(_layer(ims=2, rpn=True, grouping=False))
+    two.set_batch_position(5)
+    two.forward()
+    expected = [int(numpy_generator(3, DATA, 5, j).integers(2)) for j in range(2)]
+    assert rec == [expected]
+    one = spied(_layer(ims=1, rpn=True, grouping=False))
+    one.set_batch_position(5, pass_index=1, iter_size=2)  # pass 1 of 2: global image 1
+    one.forward()
+    assert rec[-1] == [expected[1]]
+    one.set_batch_position(5, pass_index=0, iter_size=1, rank=1)  # rank 1 of 1-image passes: image 1
+    one.forward()
+    assert rec[-1] == [expected[1]]
+
+
+def test_set_batch_position_replans_prefetched_batches(roidb):
+    plain = _layer(prefetch=False)
+    plain.set_roidb(roidb)
+    plain.set_batch_position(7)
+    want = _tops(plain, 1)
+    fetched = _layer(prefetch=True, workers=2, depth=3)
+    fetched.set_roidb(roidb)
+    fetched._fill()  # plans iterations 0, 1, 2 ahead
+    fetched.set_batch_position(7)  # the solver says otherwise: the planned batches are dropped
+    assert _same(_tops(fetched, 1), want)
+    assert fetched.batch_position.iteration == 11  # planned ahead again: iterations 8, 9, 10
+    fetched.close()

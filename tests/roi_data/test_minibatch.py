@@ -121,8 +121,16 @@ def test_rpn_path_gt_boxes_and_im_info(roidb):
     assert gt.dtype == np.float32 and gt.shape == (2, 5)
     np.testing.assert_allclose(gt[:, :4], e["boxes"][:2] * 2)
     assert gt[:, 4].tolist() == [1, 2]
-    with pytest.raises(ValueError, match="one image per batch"):
-        get_minibatch(roidb[:2], conf, np.random.RandomState(0))
+    # several images (TRAIN.IMS_PER_BATCH > 1; upstream refused): a padded blob, each image's own
+    # size in im_info, and the gt rows' image index in a sixth column
+    two = get_minibatch([e, roidb[1]], conf, np.random.RandomState(0))  # 40x30 and 30x40 images, scale 2
+    assert two["data"].shape == (2, 3, 80, 80)
+    np.testing.assert_allclose(two["im_info"], [[60, 80, 2.0], [80, 60, 2.0]])
+    assert two["gt_boxes"].shape == (4, 6) and two["gt_boxes"][:, 5].tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(two["gt_boxes"][:2], np.c_[gt, [0, 0]])
+    np.testing.assert_allclose(two["gt_boxes"][2:, :4], roidb[1]["boxes"][:2] * 2)
+    with pytest.raises(ValueError, match="gt class 2 is outside the net's classes 1..1"):
+        get_minibatch([e], _conf(has_rpn=True, scales=(60,), num_classes=2), np.random.RandomState(0))
 
 
 def test_flipped_entries_mirror_the_pixels(roidb):

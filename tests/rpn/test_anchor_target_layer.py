@@ -193,7 +193,7 @@ def test_sampling_caps_and_repeatability():
     im, H, W = [600.0, 800.0, 1.6], 38, 50
     gt = random_gt(rng, 60, 600, 800)
     layer = AnchorTargetLayer(16)  # defaults: 256 per image, at most 128 positives
-    torch.manual_seed(0)
+    layer.set_batch_position(0)
     out = run(layer, gt, im, H, W)
     labels = out[0].numpy().reshape(9, H, W).transpose(1, 2, 0).reshape(-1)
     full = ref_anchor_targets(generate_anchors(), H, W, gt, im)[0]
@@ -201,11 +201,17 @@ def test_sampling_caps_and_repeatability():
     assert (labels == 1).sum() == 128 and (labels == 0).sum() == 128
     assert np.all(full[labels == 1] == 1) and np.all(full[labels == 0] == 0)  # sampled from the right sets
     np.testing.assert_allclose(out[3].numpy()[out[3].numpy() > 0], 1 / 256)
-    torch.manual_seed(0)
+    # re-keyed (issue 11): the draws come from the image's key (RNG_SEED, iteration, image), not
+    # from torch's global RNG: the same position repeats them, another iteration or seed does not
+    torch.manual_seed(123)
+    layer.set_batch_position(0)
     again = run(layer, gt, im, H, W)
     torch.testing.assert_close(again[0], out[0])
-    torch.manual_seed(1)
+    assert layer.batch_position.iteration == 1  # an untold layer moves on by itself
     assert not torch.equal(run(layer, gt, im, H, W)[0], out[0])
+    other = AnchorTargetLayer(16, seed=4)
+    other.set_batch_position(0)
+    assert not torch.equal(run(other, gt, im, H, W)[0], out[0])
 
 
 def test_few_positives_fill_the_batch_with_negatives():
@@ -235,8 +241,11 @@ def test_from_caffe_reads_param_str_and_cfg():
 
 def test_bad_bottoms_raise():
     layer = one_anchor_layer()
-    with pytest.raises(ValueError, match="one image"):
+    # two images (IMS_PER_BATCH 2) need gt rows that say their image, and one im_info row each
+    with pytest.raises(ValueError, match=r"batch of 2 images needs gt_boxes \(G, 6\)"):
         layer(torch.zeros(2, 2, 3, 3), torch.zeros(1, 5), torch.tensor([[32.0, 32, 1]]))
+    with pytest.raises(ValueError, match=r"im_info must be \(2, 3\)"):
+        layer(torch.zeros(2, 2, 3, 3), torch.zeros(1, 6), torch.tensor([[32.0, 32, 1]]))
     with pytest.raises(ValueError, match="gt_boxes"):
         layer(torch.zeros(1, 2, 3, 3), torch.zeros(5), torch.tensor([[32.0, 32, 1]]))
 

@@ -88,28 +88,37 @@ def test_sampling_caps_128_rois_32_fg():
     rng = np.random.RandomState(3)
     rois, gt = random_case(rng, n_rois=1000)
     layer = ProposalTargetLayer(6, bg_thresh_lo=0.0)
-    torch.manual_seed(0)
+    layer.set_batch_position(0)
     out_rois, labels, *_ = run(layer, rois, gt)
     assert out_rois.shape == (128, 5) and int((labels > 0).sum()) == 32
     ov = bbox_overlaps(out_rois[:, 1:].numpy().astype(np.float64), gt[:, :4].astype(np.float64)).max(1)
     assert np.all(ov[:32] >= 0.5) and np.all(ov[32:] < 0.5)
-    torch.manual_seed(0)
-    torch.testing.assert_close(run(layer, rois, gt)[0], out_rois)  # torch's global RNG: repeatable
+    # re-keyed (issue 11): repeatable by the image's key (RNG_SEED, iteration, image), not torch's global RNG
+    torch.manual_seed(99)
+    layer.set_batch_position(0)
+    torch.testing.assert_close(run(layer, rois, gt)[0], out_rois)
+    assert not torch.equal(run(layer, rois, gt)[0], out_rois)  # the next iteration draws anew
 
 
-def test_draws_are_randperms_of_the_candidate_sets_in_order():
-    """The random stream of the end2end path: one randperm over the fg candidates, then one over
-    the bg candidates (upstream's npr.choice, on torch's global RNG), rows kept in draw order."""
+def test_draws_are_the_largest_keys_of_the_images_generator():
+    """The random stream of the end2end path, re-keyed (issue 11): the image's generator (RNG_SEED,
+    iteration, global image index) gives one key per candidate for fg, then one per candidate for
+    bg; the kept rows are the candidates with the largest keys, fg first, each part in index order."""
+    from frcnn.roi_data.keys import PROPOSAL_ROIS, random_keys, torch_generator
+
     rois, gt = random_case(np.random.RandomState(8), n_rois=600)
     all_rois = np.vstack((rois, np.hstack((np.zeros((len(gt), 1), np.float32), gt[:, :4]))))
     ov = bbox_overlaps(all_rois[:, 1:].astype(np.float64), gt[:, :4].astype(np.float64)).max(1)
     fg, bg = np.where(ov >= 0.5)[0], np.where((ov < 0.5) & (ov >= 0.0))[0]
     assert len(fg) > 32 and len(bg) > 96
-    torch.manual_seed(5)
-    out_rois = run(ProposalTargetLayer(6, bg_thresh_lo=0.0), rois, gt)[0]
-    torch.manual_seed(5)
-    keep = np.r_[fg[torch.randperm(len(fg))[:32].numpy()], bg[torch.randperm(len(bg))[:96].numpy()]]
-    np.testing.assert_array_equal(out_rois.numpy(), all_rois[keep])
+    layer = ProposalTargetLayer(6, bg_thresh_lo=0.0, seed=3)
+    layer.set_batch_position(iteration=7, pass_index=1, iter_size=2)
+    out_rois = run(layer, rois, gt)[0]
+    g = torch_generator(3, PROPOSAL_ROIS, 7, 1, "cpu")  # pass 1 of 2, one image: global image 1
+    fg_keys, bg_keys = random_keys(len(all_rois), g, "cpu").numpy(), random_keys(len(all_rois), g, "cpu").numpy()
+    keep_fg = np.sort(fg[np.argsort(-fg_keys[fg], kind="stable")[:32]])
+    keep_bg = np.sort(bg[np.argsort(-bg_keys[bg], kind="stable")[:96]])
+    np.testing.assert_array_equal(out_rois.numpy(), all_rois[np.r_[keep_fg, keep_bg]])
 
 
 def test_few_background_gives_a_short_minibatch():

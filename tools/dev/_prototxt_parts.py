@@ -194,14 +194,19 @@ def reshape_layer(name, bottom, channels) -> str:
     return layer(name, "Reshape", [bottom], [name], body=[("reshape_param", shape)])
 
 
-def rpn_param_str(scales: tuple) -> str:
-    return "'feat_stride': 16" + ("" if tuple(scales) == (8, 16, 32) else f"\n'scales': {list(scales)}")
+DEFAULT_RATIOS = (0.5, 1, 2)
 
 
-def rpn_losses(scales: tuple) -> list[str]:
+def rpn_param_str(scales: tuple, ratios: tuple = DEFAULT_RATIOS) -> str:
+    """The anchor layers' param_str: upstream's defaults (scales 8, 16, 32; ratios 0.5, 1, 2) unsaid."""
+    out = "'feat_stride': 16" + ("" if tuple(scales) == (8, 16, 32) else f"\n'scales': {list(scales)}")
+    return out + ("" if tuple(ratios) == DEFAULT_RATIOS else f"\n'ratios': {list(ratios)}")
+
+
+def rpn_losses(scales: tuple, ratios: tuple = DEFAULT_RATIOS) -> list[str]:
     targets = ["rpn_labels", "rpn_bbox_targets", "rpn_bbox_inside_weights", "rpn_bbox_outside_weights"]
     return [python("rpn-data", ["rpn_cls_score", "gt_boxes", "im_info", "data"], targets,
-                   "rpn.anchor_target_layer", "AnchorTargetLayer", rpn_param_str(scales)),
+                   "rpn.anchor_target_layer", "AnchorTargetLayer", rpn_param_str(scales, ratios)),
             layer("rpn_loss_cls", "SoftmaxWithLoss", ["rpn_cls_score_reshape", "rpn_labels"], ["rpn_cls_loss"],
                   body=[("propagate_down", True), ("propagate_down", False), ("loss_weight", 1),
                         ("loss_param", [("ignore_label", -1), ("normalize", True)])]),
@@ -209,11 +214,11 @@ def rpn_losses(scales: tuple) -> list[str]:
                   body=[("loss_weight", 1), ("smooth_l1_loss_param", [("sigma", 3.0)])])]
 
 
-def proposals(scales: tuple, tops: list[str]) -> list[str]:
+def proposals(scales: tuple, tops: list[str], ratios: tuple = DEFAULT_RATIOS) -> list[str]:
     return [layer("rpn_cls_prob", "Softmax", ["rpn_cls_score_reshape"], ["rpn_cls_prob"]),
-            reshape_layer("rpn_cls_prob_reshape", "rpn_cls_prob", 2 * 3 * len(scales)),
+            reshape_layer("rpn_cls_prob_reshape", "rpn_cls_prob", 2 * len(ratios) * len(scales)),
             python("proposal", ["rpn_cls_prob_reshape", "rpn_bbox_pred", "im_info"], tops,
-                   "rpn.proposal_layer", "ProposalLayer", rpn_param_str(scales))]
+                   "rpn.proposal_layer", "ProposalLayer", rpn_param_str(scales, ratios))]
 
 
 def proposal_targets(classes: int) -> str:

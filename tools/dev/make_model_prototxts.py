@@ -4,6 +4,10 @@
 Usage:
     python tools/dev/make_model_prototxts.py            # (re)write models/**/*.prototxt
     python tools/dev/make_model_prototxts.py --check    # exit 1 if a file differs from what we would write
+    python tools/dev/make_model_prototxts.py --anchor_scales 8 --anchor_ratios 0.5,1,2 \
+        --only models/pascal_voc/VGG16/faster_rcnn_alt_opt --out DIR
+        # the nets for other anchors (Table 8), under DIR/models/...; solvers name their nets by
+        # absolute path; the shipped files are not touched
 
 The files mirror py-faster-rcnn's models/ (same layer and blob names, shapes, fillers,
 lr_mult/decay_mult and solver settings; upstream's alt-opt `.pt` files are `.prototxt` here) so
@@ -20,6 +24,7 @@ import os
 import sys
 
 from _prototxt_parts import (
+    DEFAULT_RATIOS,
     NetDef,
     det_head,
     det_losses,
@@ -138,9 +143,10 @@ def net_text(net: NetDef, title: str, sections: list[tuple]) -> str:
     return "\n".join(parts)
 
 
-def net_files(ds: str, net: NetDef, method: str, classes: int, scales: tuple) -> dict[str, str]:
+def net_files(ds: str, net: NetDef, method: str, classes: int, scales: tuple,
+              ratios: tuple = DEFAULT_RATIOS) -> dict[str, str]:
     """The nets of one models/<ds>/<NET>/<method>/ folder: file stem -> text."""
-    anchors = 3 * len(scales)
+    anchors = len(ratios) * len(scales)
     what = f"{net.folder}, {{}}, {DATASETS[ds]} ({classes} classes)"
     cls_prob = layer("cls_prob", "Softmax", ["cls_score"], ["cls_prob"])
     trunk_for = {mode: ("conv1-conv5", trunk(net, mode)) for mode in ("train", "frozen", "test")}
@@ -152,12 +158,12 @@ def net_files(ds: str, net: NetDef, method: str, classes: int, scales: tuple) ->
                     (None, [test_inputs("rois")]), trunk_for["test"],
                     ("RCNN", det_head(net, "test", classes) + [cls_prob])])}
     test = [(None, [test_inputs("im_info")]), trunk_for["test"], ("RPN", rpn_head(net, method, "test", anchors)),
-            ("RoI Proposal", proposals(scales, ["rois"]))]
+            ("RoI Proposal", proposals(scales, ["rois"], ratios))]
     if method == "faster_rcnn_end2end":
         return {"train": net_text(net, what.format("Faster R-CNN approximate joint (end2end) training net"), [
                     (None, [data_layer(classes, rpn=True)]), trunk_for["train"],
-                    ("RPN", rpn_head(net, method, "train", anchors) + rpn_losses(scales)),
-                    ("RoI Proposal", proposals(scales, ["rpn_rois"]) + [proposal_targets(classes)]),
+                    ("RPN", rpn_head(net, method, "train", anchors) + rpn_losses(scales, ratios)),
+                    ("RoI Proposal", proposals(scales, ["rpn_rois"], ratios) + [proposal_targets(classes)]),
                     ("RCNN", det_head(net, "train", classes) + det_losses(propagate=True))]),
                 "test": net_text(net, what.format("Faster R-CNN test net"),
                                  test + [("RCNN", det_head(net, "test", classes) + [cls_prob])])}
@@ -166,7 +172,7 @@ def net_files(ds: str, net: NetDef, method: str, classes: int, scales: tuple) ->
     for stage, mode in ((1, "train"), (2, "frozen")):
         files[f"stage{stage}_rpn_train"] = net_text(net, what.format(f"alt-opt stage {stage} RPN training net"), [
             (None, [data_layer(classes, rpn=True)]), trunk_for[mode],
-            ("RPN", rpn_head(net, method, "train", anchors) + rpn_losses(scales)),
+            ("RPN", rpn_head(net, method, "train", anchors) + rpn_losses(scales, ratios)),
             ("RCNN (frozen and silenced: only carries fc6/fc7 into the saved model)", dummy_fc(net))])
         files[f"stage{stage}_fast_rcnn_train"] = net_text(
             net, what.format(f"alt-opt stage {stage} Fast R-CNN training net"), [
@@ -176,14 +182,15 @@ def net_files(ds: str, net: NetDef, method: str, classes: int, scales: tuple) ->
                  rpn_head(net, method, "frozen", anchors, reshape=False) + silence)])
     files["rpn_test"] = net_text(net, what.format("alt-opt RPN-only net (proposal generation)"), [
         (None, [test_inputs("im_info")]), trunk_for["test"], ("RPN", rpn_head(net, method, "test", anchors)),
-        ("RoI Proposal", proposals(scales, ["rois", "scores"]))])
+        ("RoI Proposal", proposals(scales, ["rois", "scores"], ratios))])
     files["faster_rcnn_test"] = net_text(net, what.format("Faster R-CNN test net (alt-opt naming)"), test + [
         ("RCNN", det_head(net, "test", classes, dropout=net.test_dropout_alt) + [cls_prob])])
     return files
 
 
-def solver_text(ds: str, net: NetDef, method: str, train: str, stepsize: int, prefix: str, iter_size: int) -> str:
-    msg = [("train_net", f"models/{ds}/{net.folder}/{method}/{train}.prototxt"), ("base_lr", net.base_lr),
+def solver_text(ds: str, net: NetDef, method: str, train: str, stepsize: int, prefix: str, iter_size: int,
+                net_root: str = "models") -> str:
+    msg = [("train_net", f"{net_root}/{ds}/{net.folder}/{method}/{train}.prototxt"), ("base_lr", net.base_lr),
            ("lr_policy", "step"), ("gamma", 0.1), ("stepsize", stepsize), ("display", 20),
            ("average_loss", 100), ("momentum", 0.9), ("weight_decay", 0.0005), ("iter_size", iter_size)]
     return "\n".join([
@@ -192,40 +199,77 @@ def solver_text(ds: str, net: NetDef, method: str, train: str, stepsize: int, pr
         "# and names its files after snapshot_prefix.", *render([("snapshot", 0), ("snapshot_prefix", prefix)]), ""])
 
 
-def all_files() -> dict[str, str]:
-    """Every file this script writes: path relative to the project root -> text."""
+def all_files(anchor_scales: tuple | None = None, anchor_ratios: tuple | None = None,
+              net_root: str = "models") -> dict[str, str]:
+    """Every file this script writes: path relative to the project root -> text. ``anchor_scales``
+    / ``anchor_ratios`` replace every net's (None: the shipped ones); ``net_root`` is where the
+    solvers' ``train_net`` paths start."""
     out = {}
     for ds, net, methods, classes, scales in MATRIX:
+        scales = tuple(anchor_scales) if anchor_scales is not None else scales
+        ratios = tuple(anchor_ratios) if anchor_ratios is not None else DEFAULT_RATIOS
         rpn_steps, alt_steps, e2e_steps, frcn_steps = net.steps
         if ds == "coco":
             rpn_steps, alt_steps = COCO_ALT_STEPS
         for method in methods:
             folder = f"models/{ds}/{net.folder}/{method}"
             out.update({f"{folder}/{stem}.prototxt": text
-                        for stem, text in net_files(ds, net, method, classes, scales).items()})
+                        for stem, text in net_files(ds, net, method, classes, scales, ratios).items()})
             if method == "faster_rcnn_alt_opt":
                 for s in (1, 2):
                     out[f"{folder}/stage{s}_rpn_solver60k80k.prototxt"] = solver_text(
-                        ds, net, method, f"stage{s}_rpn_train", rpn_steps, f"{net.prefix}_rpn", 1)
+                        ds, net, method, f"stage{s}_rpn_train", rpn_steps, f"{net.prefix}_rpn", 1, net_root)
                     out[f"{folder}/stage{s}_fast_rcnn_solver30k40k.prototxt"] = solver_text(
-                        ds, net, method, f"stage{s}_fast_rcnn_train", alt_steps, f"{net.prefix}_fast_rcnn", 1)
+                        ds, net, method, f"stage{s}_fast_rcnn_train", alt_steps, f"{net.prefix}_fast_rcnn", 1, net_root)
                 continue
             end2end = method == "faster_rcnn_end2end"
             steps = COCO_STEPS[method] if ds == "coco" else e2e_steps if end2end else frcn_steps
             out[f"{folder}/solver.prototxt"] = solver_text(
                 ds, net, method, "train", steps, f"{net.prefix}_{'faster' if end2end else 'fast'}_rcnn",
-                net.end2end_iter_size if end2end else 1)
+                net.end2end_iter_size if end2end else 1, net_root)
     return out
+
+
+def number_list(text: str) -> tuple:
+    """'8,16,32' or '[8, 16, 32]' -> (8, 16, 32): positive numbers, ints where whole."""
+    words = [w for w in text.strip().strip("[]").replace(" ", "").split(",") if w]
+    try:
+        values = [float(w) for w in words]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return tuple(int(v) if v.is_integer() else v for v in values)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if a file differs")
     parser.add_argument("--root", default=ROOT, help="project root (default: this checkout)")
+    parser.add_argument("--anchor_scales", "--anchor-scales", type=number_list, default=None,
+                        help="anchor scales in units of the stride, e.g. 8 or 8,16,32 (Table 8); needs --out")
+    parser.add_argument("--anchor_ratios", "--anchor-ratios", type=number_list, default=None,
+                        help="anchor aspect ratios h/w, e.g. 1 or 0.5,1,2 (Table 8); needs --out")
+    parser.add_argument("--out", default=None,
+                        help="write under this folder (DIR/models/...) instead of the project root")
+    parser.add_argument("--only", default=None,
+                        help="only the files under this path, e.g. models/pascal_voc/VGG16/faster_rcnn_end2end")
     args = parser.parse_args(argv)
+    if (args.anchor_scales or args.anchor_ratios) and not args.out:
+        parser.error("--anchor_scales/--anchor_ratios write nets other than the shipped ones: give --out DIR")
+    if args.out and args.check:
+        parser.error("--check compares the shipped files: it takes no --out")
+    root = os.path.abspath(args.out) if args.out else args.root
+    net_root = os.path.join(root, "models") if args.out else "models"
+    files = all_files(args.anchor_scales, args.anchor_ratios, net_root)
+    if args.only:
+        prefix = args.only.rstrip("/") + "/"
+        files = {rel: text for rel, text in files.items() if rel.startswith(prefix)}
+        if not files:
+            parser.error(f"--only {args.only}: no file this script writes lies under it")
     differ = []
-    for rel, text in all_files().items():
-        path = os.path.join(args.root, rel)
+    for rel, text in files.items():
+        path = os.path.join(root, rel)
         old = None
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
@@ -233,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if old != text:
             differ.append(rel)
             if not args.check:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with atomic_write(path, "w") as f:
                     f.write(text)
     verb = "differ from what tools/dev/make_model_prototxts.py writes" if args.check else "written"

@@ -69,6 +69,9 @@ class SGDSolver:
             self.net.to(device_from_config(cfg))
         self.iter = 0
         self.current_step = 0
+        #: this process's rank in a data-parallel run (0 alone); with the iteration and the pass it
+        #: tells the layers which images a forward pass holds (``set_batch_position``)
+        self.rank = 0
         self.history: dict[str, torch.Tensor] = {}  # "layer/index" -> momentum history
         self._last_losses: dict[str, float] = {}
         self._timer: tuple[float, int] | None = None
@@ -112,7 +115,11 @@ class SGDSolver:
         total = 0.0
         sums: dict[str, float] = {}
         outputs: dict[str, torch.Tensor] = {}
-        for _ in range(iter_size):
+        for k in range(iter_size):
+            for layer in self.net.layers:  # the data and RPN layers key their random draws by it
+                set_position = getattr(layer, "set_batch_position", None)
+                if callable(set_position):
+                    set_position(self.iter, k, iter_size, self.rank)
             outputs = self.net.forward()
             if self.net.loss is None:
                 raise RuntimeError(f"{self.param.source}: the train net has no loss (no *Loss layer or loss_weight)")

@@ -6,14 +6,20 @@ Outline:
    permuted, concatenated, cut into consecutive pairs, and the pairs permuted; otherwise a
    plain permutation. A new permutation is drawn when ``cur + IMS_PER_BATCH >= len(roidb)``
    (upstream's rule: the tail of each permutation is never used).
-3. Every random draw (order, scales, RoI sampling) comes from the layer's own
-   ``np.random.RandomState(RNG_SEED)`` in the calling thread, so prefetching or not gives
-   the same batches; ``get_state``/``set_state`` save and restore exactly where it is.
+3. The order comes from the layer's own ``np.random.RandomState(RNG_SEED)``, used for
+   nothing else (every process of a data-parallel run draws the same permutations). Each
+   image's own draws (its scale; on the Fast R-CNN path, its RoI sampling) come from a NumPy
+   generator keyed by (RNG_SEED, iteration, global image index) (``frcnn.roi_data.keys``): the
+   solver tells the layer the position of each forward pass (``set_batch_position``), and a
+   layer never told counts its passes. Everything is decided in the calling thread, so
+   prefetching or not gives the same batches; ``get_state``/``set_state`` save and restore
+   exactly where it is (order, RNG and position).
 4. With USE_PREFETCH, background threads read and scale the images of the next planned
    minibatches (OpenCV and NumPy release the GIL), a bounded number ahead.
-5. ``forward()`` returns the tops as float32 tensors: with HAS_RPN ``data``, ``im_info``,
-   ``gt_boxes``; otherwise ``data``, ``rois``, ``labels`` and, with BBOX_REG,
-   ``bbox_targets``, ``bbox_inside_weights``, ``bbox_outside_weights``.
+5. ``forward()`` returns the tops as float32 tensors: with HAS_RPN ``data`` (N, 3, H, W: the
+   IMS_PER_BATCH images zero-padded to the largest), ``im_info`` (N, 3), ``gt_boxes`` ((G, 5);
+   (G, 6) with the image index when N > 1); otherwise ``data``, ``rois``, ``labels`` and, with
+   BBOX_REG, ``bbox_targets``, ``bbox_inside_weights``, ``bbox_outside_weights``.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ import numpy as np
 import torch
 
 from frcnn.caffe.python_layer import PythonLayer, parse_param_str
+from frcnn.roi_data.keys import DATA, BatchPosition, PositionedLayer, numpy_generator
 from frcnn.roi_data.minibatch import MinibatchConfig, build_minibatch, plan_minibatch
 
 
-class RoIDataLayer(PythonLayer):
+class RoIDataLayer(PositionedLayer, PythonLayer):
     """Fast R-CNN / Faster R-CNN data layer."""
 
     def __init__(
@@ -46,15 +53,12 @@ class RoIDataLayer(PythonLayer):
         super().__init__()
         if ims_per_batch < 1:
             raise ValueError(f"RoIDataLayer: IMS_PER_BATCH must be >= 1, got {ims_per_batch}")
-        if conf.has_rpn and ims_per_batch != 1:
-            raise ValueError(
-                f"RoIDataLayer: TRAIN.HAS_RPN takes one image per minibatch (TRAIN.IMS_PER_BATCH 1), "
-                f"got {ims_per_batch}"
-            )
         self.conf = conf
         self.ims_per_batch = int(ims_per_batch)
         self.aspect_grouping = bool(aspect_grouping)
-        self._rng = np.random.RandomState(seed)
+        self.seed = int(seed)
+        self._rng = np.random.RandomState(seed)  # the order only
+        self._init_position()
         self._roidb: list[dict] | None = None
         self._perm = np.zeros((0,), dtype=np.int64)
         self._cur = 0
@@ -63,7 +67,7 @@ class RoIDataLayer(PythonLayer):
         self.num_workers = max(1, int(num_workers))
         self.queue_depth = int(queue_depth) if queue_depth else 2 * self.num_workers
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: collections.deque[tuple[dict, Future]] = collections.deque()
+        self._pending: collections.deque[tuple[dict, Future]] = collections.deque()  # (state before, batch)
         if conf.has_rpn:
             self.top_names = ("data", "im_info", "gt_boxes")
         else:
@@ -91,7 +95,8 @@ class RoIDataLayer(PythonLayer):
         channels, so the first convolution's weights can be made at build time."""
         k = 4 * self.conf.num_classes
         if self.conf.has_rpn:
-            return [(self.ims_per_batch, 3, None, None), (self.ims_per_batch, 3), (None, 5)]
+            gt_cols = 5 if self.ims_per_batch == 1 else 6
+            return [(self.ims_per_batch, 3, None, None), (self.ims_per_batch, 3), (None, gt_cols)]
         return [(self.ims_per_batch, 3, None, None), (None, 5), (None,), (None, k), (None, k), (None, k)][
             : len(self.top_names)
         ]
@@ -128,8 +133,19 @@ class RoIDataLayer(PythonLayer):
         state = self._snapshot()
         db_inds = self._get_next_minibatch_inds()
         entries = [self._roidb[i] for i in db_inds]  # type: ignore[index]
-        plan = plan_minibatch(entries, self.conf, self._rng)
+        position = self._take_position()
+        n = len(entries)
+        rngs = [numpy_generator(self.seed, DATA, position.iteration, position.image_index(j, n)) for j in range(n)]
+        plan = plan_minibatch(entries, self.conf, rngs)
         return state, entries, plan
+
+    def set_batch_position(self, iteration: int, pass_index: int = 0, iter_size: int = 1, rank: int = 0) -> None:
+        """The next minibatch is for this position; minibatches planned ahead for another one
+        (a prefetched batch) are dropped and planned again."""
+        wanted = BatchPosition(int(iteration), int(pass_index), int(iter_size), int(rank))
+        if self._pending and BatchPosition.from_array(self._pending[0][0]["position"]) != wanted:
+            self._drop_pending()
+        self._position = wanted
 
     # ---------------------------------------------------------------- roidb and state
     def set_roidb(self, roidb: list[dict]) -> None:
@@ -159,6 +175,8 @@ class RoIDataLayer(PythonLayer):
             "rng_pos": int(pos),
             "rng_has_gauss": int(has_gauss),
             "rng_cached_gaussian": float(cached),
+            "position": self._position.as_array(),
+            "seed": self.seed,  # the keys of the per-image draws
         }
 
     def _restore(self, state: dict) -> None:
@@ -179,10 +197,14 @@ class RoIDataLayer(PythonLayer):
                 float(state["rng_cached_gaussian"]),
             )
         )
+        if "position" in state:  # states written before positions existed: the solver sets it anyway
+            self._position = BatchPosition.from_array(state["position"])
+        if "seed" in state:
+            self.seed = int(state["seed"])
 
     def get_state(self) -> dict:
-        """Where the layer is: the order, the position in it and the RNG, as plain numbers and
-        arrays; restoring it makes the next ``forward`` return what it would have returned."""
+        """Where the layer is: the order, the place in it, the RNG and the batch position, as plain
+        numbers and arrays; restoring it makes the next ``forward`` return what it would have returned."""
         if self._pending:
             return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._pending[0][0].items()}
         return self._snapshot()

@@ -2,7 +2,8 @@
 
 Split in two so that a data layer can decide every random draw in its own process and
 load images anywhere: ``plan_minibatch`` draws the scale of each image and (Fast R-CNN
-path) the sampled RoIs, consuming the RNG exactly as upstream's ``get_minibatch`` did;
+path) the sampled RoIs, consuming one RNG exactly as upstream's ``get_minibatch`` did, or
+each image's own generator (the data layer's keyed draws, ``frcnn.roi_data.keys``);
 ``build_minibatch`` reads and scales the images and assembles the blobs.
 
 Fast R-CNN RoI sampling, per image (``rois_per_image = BATCH_SIZE / IMS_PER_BATCH``,
@@ -14,8 +15,12 @@ Fast R-CNN RoI sampling, per image (``rois_per_image = BATCH_SIZE / IMS_PER_BATC
    outside weights = (inside > 0).
 Steps 1-2 are ``frcnn.roi_data.sampling`` (drawing with ``rng.choice``) and step 4 is
 ``frcnn.roi_data.class_targets``, shared with the end2end proposal target layer.
-RPN path (one image): ``im_info`` = (H, W, scale), ``gt_boxes`` = scaled boxes + class of
-rows with ``gt_classes != 0``.
+RPN path: the images zero-padded into one blob (as the Fast R-CNN path); ``im_info`` (N, 3)
+= each image's own (H, W, scale) after scaling (for one image, the blob's size); ``gt_boxes``
+= scaled boxes + class of rows with ``gt_classes != 0``, (G, 5) for one image (upstream's
+blob) and (G, 6) for several, column 5 being the image's index in the batch. A gt class
+outside the net's ``num_classes`` is an error here, on the host, so that the RPN layers need
+not look at the class ids on the device.
 """
 
 from __future__ import annotations
@@ -77,24 +82,31 @@ class MinibatchPlan:
 
 
 def plan_minibatch(roidb: Sequence[dict], conf: MinibatchConfig, rng: Any = None) -> MinibatchPlan:
-    """Draw the random choices of a minibatch of ``roidb`` from ``rng`` (default: numpy's global RNG)."""
-    rng = np.random if rng is None else rng
+    """Draw the random choices of a minibatch of ``roidb``.
+
+    ``rng``: one RNG for the batch (default: numpy's global RNG), used as upstream did: the
+    scales of all images, then each image's RoIs; or a list of one ``np.random.Generator`` per
+    image (the data layer's keyed draws), each giving its image's scale, then its RoIs."""
     num_images = len(roidb)
-    # sample random scales to use for each image in this batch
-    scale_inds = rng.randint(0, high=len(conf.scales), size=num_images)
+    per_image = isinstance(rng, (list, tuple))
+    if per_image:
+        if len(rng) != num_images:
+            raise ValueError(f"minibatch: {len(rng)} generators for {num_images} images")
+        scale_inds = [int(g.integers(len(conf.scales))) for g in rng]
+    else:
+        rng = np.random if rng is None else rng
+        # sample random scales to use for each image in this batch
+        scale_inds = rng.randint(0, high=len(conf.scales), size=num_images)
     plan = MinibatchPlan(scale_inds=np.asarray(scale_inds, dtype=np.int64))
     if conf.has_rpn:
-        if num_images != 1:
-            raise ValueError(
-                f"minibatch: the RPN path takes one image per batch (TRAIN.IMS_PER_BATCH 1), got {num_images}"
-            )
         return plan
     if conf.batch_size % num_images != 0:
         raise ValueError(f"minibatch: num_images ({num_images}) must divide BATCH_SIZE ({conf.batch_size})")
     rois_per_image = conf.batch_size // num_images
     fg_quota = fg_rois_per_image(conf.fg_fraction, rois_per_image)
-    choose = numpy_choice(rng)
-    for entry in roidb:
+    shared = None if per_image else numpy_choice(rng)
+    for im_i, entry in enumerate(roidb):
+        choose = numpy_choice(rng[im_i]) if per_image else shared
         keep, nfg = sample_fg_bg(
             entry["max_overlaps"], fg_quota, rois_per_image, conf.fg_thresh, conf.bg_thresh_hi,
             conf.bg_thresh_lo, choose,
@@ -108,6 +120,14 @@ def get_image_blob(
     roidb: Sequence[dict], scale_inds: np.ndarray, conf: MinibatchConfig
 ) -> tuple[np.ndarray, list[float]]:
     """The (N, 3, H, W) blob of the images of ``roidb`` at the chosen scales, and their scales."""
+    processed_ims, im_scales = prepare_images(roidb, scale_inds, conf)
+    return im_list_to_blob(processed_ims), im_scales
+
+
+def prepare_images(
+    roidb: Sequence[dict], scale_inds: np.ndarray, conf: MinibatchConfig
+) -> tuple[list[np.ndarray], list[float]]:
+    """Each image of ``roidb`` read, flipped if so marked, mean-subtracted and scaled; and the scales."""
     processed_ims, im_scales = [], []
     for entry, si in zip(roidb, scale_inds):
         im = read_image(entry["image"])
@@ -121,23 +141,42 @@ def get_image_blob(
         im, im_scale = prep_im_for_blob(im, np.array(conf.pixel_means), conf.scales[int(si)], conf.max_size)
         im_scales.append(im_scale)
         processed_ims.append(im)
-    return im_list_to_blob(processed_ims), im_scales
+    return processed_ims, im_scales
+
+
+def rpn_gt_boxes(roidb: Sequence[dict], im_scales: Sequence[float], num_classes: int) -> np.ndarray:
+    """The RPN path's gt blob: (G, 5) for one image, (G, 6) with the image index for several."""
+    cols = 5 if len(roidb) == 1 else 6
+    parts = []
+    for im_i, (entry, scale) in enumerate(zip(roidb, im_scales)):
+        gt_inds = np.where(entry["gt_classes"] != 0)[0]
+        gt_boxes = np.empty((len(gt_inds), cols), dtype=np.float32)
+        gt_boxes[:, 0:4] = entry["boxes"][gt_inds, :].astype(np.float64) * scale
+        gt_boxes[:, 4] = entry["gt_classes"][gt_inds]
+        if cols == 6:
+            gt_boxes[:, 5] = im_i
+        bad = (gt_boxes[:, 4] < 1) | (gt_boxes[:, 4] >= num_classes)
+        if bad.any():
+            raise ValueError(
+                f"{entry.get('image')}: gt class {int(gt_boxes[bad, 4][0])} is outside the net's classes "
+                f"1..{num_classes - 1} (num_classes {num_classes} in the data layer's param_str: a net for "
+                "another dataset?)"
+            )
+        parts.append(gt_boxes)
+    return np.concatenate(parts, axis=0)
 
 
 def build_minibatch(
     roidb: Sequence[dict], plan: MinibatchPlan, conf: MinibatchConfig
 ) -> dict[str, np.ndarray]:
     """The blobs of a planned minibatch (float32 arrays)."""
-    im_blob, im_scales = get_image_blob(roidb, plan.scale_inds, conf)
+    ims, im_scales = prepare_images(roidb, plan.scale_inds, conf)
+    im_blob = im_list_to_blob(ims)
     blobs = {"data": im_blob}
     if conf.has_rpn:
-        entry = roidb[0]
-        gt_inds = np.where(entry["gt_classes"] != 0)[0]
-        gt_boxes = np.empty((len(gt_inds), 5), dtype=np.float32)
-        gt_boxes[:, 0:4] = entry["boxes"][gt_inds, :].astype(np.float64) * im_scales[0]
-        gt_boxes[:, 4] = entry["gt_classes"][gt_inds]
-        blobs["gt_boxes"] = gt_boxes
-        blobs["im_info"] = np.array([[im_blob.shape[2], im_blob.shape[3], im_scales[0]]], dtype=np.float32)
+        blobs["gt_boxes"] = rpn_gt_boxes(roidb, im_scales, conf.num_classes)
+        # each image's own size (for one image, the blob's): clipping and the anchors' border use it
+        blobs["im_info"] = np.array([[im.shape[0], im.shape[1], s] for im, s in zip(ims, im_scales)], dtype=np.float32)
         return blobs
 
     k = conf.num_classes

@@ -17,6 +17,13 @@ A draw ``choose(inds, k)`` returns ``k`` of ``inds`` without replacement; ``nump
 and ``torch_choice`` are the two callers' draws, each consuming its RNG exactly as upstream
 (NumPy: ``rng.choice(inds, size=k, replace=False)``, skipped when ``inds`` is empty; torch:
 ``torch.randperm`` on ``inds``' device, always called).
+
+The fixed-size form (``keyed_take``, ``keyed_fg_bg``) is what the RPN layers use on the device:
+the same rule with masks instead of index lists, so that no count leaves the device. Every
+candidate gets a random key in [0, 1) (float64, from the image's own generator,
+``frcnn.roi_data.keys``) and "k of the candidates at random, without replacement" is "the k
+candidates with the largest keys". The kept rows come back as a mask; a caller that needs them
+in order lists them fg first, then bg, each part by index.
 """
 
 from __future__ import annotations
@@ -62,13 +69,16 @@ def where_true(mask: Array) -> Array:
 
 
 def fg_bg_candidates(
-    max_overlaps: Array, fg_thresh: float, bg_thresh_hi: float, bg_thresh_lo: float
+    max_overlaps: Array, fg_thresh: float, bg_thresh_hi: float, bg_thresh_lo: float, as_masks: bool = False
 ) -> tuple[Array, Array]:
     """The rows that may be sampled as fg (max overlap >= ``fg_thresh``) and as bg (max overlap
-    in ``[bg_thresh_lo, bg_thresh_hi)``), as int64 indices of ``max_overlaps``' kind."""
-    fg_inds = where_true(max_overlaps >= fg_thresh)
-    bg_inds = where_true((max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo))
-    return fg_inds, bg_inds
+    in ``[bg_thresh_lo, bg_thresh_hi)``), as int64 indices of ``max_overlaps``' kind (or, with
+    ``as_masks``, as boolean masks)."""
+    fg = max_overlaps >= fg_thresh
+    bg = (max_overlaps < bg_thresh_hi) & (max_overlaps >= bg_thresh_lo)
+    if as_masks:
+        return fg, bg
+    return where_true(fg), where_true(bg)
 
 
 def sample_fg_bg(
@@ -92,3 +102,58 @@ def sample_fg_bg(
     if isinstance(fg_inds, torch.Tensor):
         return torch.cat((fg_inds, bg_inds)), num_fg
     return np.append(fg_inds, bg_inds).astype(np.int64), num_fg
+
+
+def keyed_take(
+    candidates: torch.Tensor, keys: torch.Tensor, limit: int | torch.Tensor, bound: int | None = None
+) -> torch.Tensor:
+    """The at most ``limit`` candidates of each row with the largest keys, as a mask.
+
+    ``candidates`` (N, M) bool, ``keys`` (N, M) floats in [0, 1) (float64: ties, which would leave
+    the choice to the top-k's order, have probability ~1e-9), ``limit`` an int or an (N,) tensor
+    (one limit per row) with ``bound`` >= every limit (a host int: the top-k size). Fixed-size
+    arithmetic only (a top-k, a gather, a scatter, compares)."""
+    if candidates.shape != keys.shape or candidates.ndim != 2:
+        raise ValueError(
+            f"keyed_take: need candidates and keys of one (N, M) shape, got {tuple(candidates.shape)}, "
+            f"{tuple(keys.shape)}"
+        )
+    m = candidates.shape[1]
+    if isinstance(limit, torch.Tensor):
+        k = m if bound is None else min(int(bound), m)
+        limit = limit.reshape(-1, 1)
+    else:
+        k = min(int(limit), m)
+    out = torch.zeros_like(candidates)
+    if k <= 0:
+        return out
+    masked = torch.where(candidates, keys, torch.full((), -1.0, dtype=keys.dtype, device=keys.device))
+    top = torch.topk(masked, k, dim=1, largest=True, sorted=True).indices  # (N, k), largest key first
+    ok = (torch.arange(k, device=top.device)[None, :] < limit) & candidates.gather(1, top)
+    return out.scatter_(1, top, ok)
+
+
+def keyed_fg_bg(
+    max_overlaps: torch.Tensor,
+    image_of_row: torch.Tensor,
+    num_images: int,
+    fg_rois_per_image: int,
+    rois_per_image: int,
+    fg_thresh: float,
+    bg_thresh_hi: float,
+    bg_thresh_lo: float,
+    fg_keys: torch.Tensor,
+    bg_keys: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_fg_bg`'s rule for every image of a batch at once, on the device.
+
+    ``max_overlaps`` (M,) and ``image_of_row`` (M,) (the image each row belongs to) describe the
+    candidates of all images; ``fg_keys`` / ``bg_keys`` (num_images, M) are each image's keys.
+    Returns (fg mask, bg mask), both (M,) bool: per image, min(quota, #fg) fg rows and
+    min(rois_per_image - #fg taken, #bg) bg rows, those with the largest keys."""
+    fg_cand, bg_cand = fg_bg_candidates(max_overlaps, fg_thresh, bg_thresh_hi, bg_thresh_lo, as_masks=True)
+    mine = image_of_row[None, :] == torch.arange(num_images, device=image_of_row.device)[:, None]  # (N, M)
+    fg = keyed_take(mine & fg_cand[None, :], fg_keys, fg_rois_per_image)
+    bg_limit = rois_per_image - fg.sum(dim=1)
+    bg = keyed_take(mine & bg_cand[None, :], bg_keys, bg_limit, bound=rois_per_image)
+    return fg.any(dim=0), bg.any(dim=0)

@@ -6,13 +6,19 @@ three layers of ``frcnn.rpn``. Each layer declares, instead of writing its own:
 - ``param_defaults``: the ``param_str`` keys it understands and their defaults;
   ``required_params``: those it needs (e.g. ``feat_stride``, ``num_classes``);
 - ``config_keys``: constructor argument -> config key, read from ``cfg.TRAIN`` or, with
-  ``phase_config``, from ``cfg.TRAIN`` / ``cfg.TEST`` by the net's phase.
+  ``phase_config``, from ``cfg.TRAIN`` / ``cfg.TEST`` by the net's phase;
+- ``top_config_keys``: constructor argument -> top-level config key (e.g. ``RNG_SEED``);
+- ``override_keys``: ``param_str`` key -> top-level config key that replaces it unless None
+  (``ANCHOR_SCALES`` / ``ANCHOR_RATIOS`` over the prototxt's ``scales`` / ``ratios``).
 
 List values (YAML lists, config sequences) are passed on as tuples.
 
 ``AnchorLayer`` adds what the anchor target and proposal layers have in common: the
 ``feat_stride``, ``scales`` and ``ratios`` params, the reference anchors as a buffer (they move
-with the layer's device) and ``feature_map_anchors`` for an ``H`` x ``W`` feature map.
+with the layer's device), ``feature_map_anchors`` for an ``H`` x ``W`` feature map, and the
+check that a bottom has the channels the anchors need (``check_channels``: 2A scores, 4A
+deltas), made at build time from the bottoms' shapes where they are known, else at the first
+forward; a mismatch is an :class:`AnchorMismatchError` naming both counts.
 """
 
 from __future__ import annotations
@@ -23,11 +29,27 @@ from typing import Any, ClassVar
 import torch
 
 from frcnn.caffe.python_layer import PythonLayer, parse_param_str
+from frcnn.errors import InputError
 from frcnn.rpn.generate_anchors import generate_anchors, shifted_anchors
+
+
+class AnchorMismatchError(InputError):
+    """A net's RPN channels do not match its anchors (ANCHOR_SCALES / ANCHOR_RATIOS or param_str)."""
 
 
 def _plain(value: Any) -> Any:
     return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _listed(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
+
+
+def shape_channels(shape: Any) -> int | None:
+    """Axis 1 of a build-time shape (a tuple with None for unknown sizes), or None."""
+    if shape is None or len(shape) < 2 or shape[1] is None:
+        return None
+    return int(shape[1])
 
 
 class ConfiguredLayer(PythonLayer):
@@ -36,6 +58,8 @@ class ConfiguredLayer(PythonLayer):
     param_defaults: ClassVar[dict[str, Any]] = {}
     required_params: ClassVar[tuple[str, ...]] = ()
     config_keys: ClassVar[dict[str, str]] = {}
+    top_config_keys: ClassVar[dict[str, str]] = {}
+    override_keys: ClassVar[dict[str, str]] = {}
     phase_config: ClassVar[bool] = False
 
     @classmethod
@@ -54,6 +78,8 @@ class ConfiguredLayer(PythonLayer):
         kwargs = {k: _plain(p.get(k, default)) for k, default in cls.param_defaults.items()}
         kwargs.update({k: p[k] for k in cls.required_params})
         kwargs.update({arg: _plain(c[key]) for arg, key in cls.config_keys.items()})
+        kwargs.update({arg: _plain(cfg[key]) for arg, key in cls.top_config_keys.items()})
+        kwargs.update({arg: _plain(cfg[key]) for arg, key in cls.override_keys.items() if cfg.get(key) is not None})
         return cls(**kwargs)
 
 
@@ -62,18 +88,36 @@ class AnchorLayer(ConfiguredLayer):
 
     param_defaults: ClassVar[dict[str, Any]] = {"scales": (8, 16, 32), "ratios": (0.5, 1, 2)}
     required_params: ClassVar[tuple[str, ...]] = ("feat_stride",)
+    override_keys: ClassVar[dict[str, str]] = {"scales": "ANCHOR_SCALES", "ratios": "ANCHOR_RATIOS"}
 
     def __init__(self, feat_stride: int, scales: Sequence[float], ratios: Sequence[float]) -> None:
         super().__init__()
         if int(feat_stride) <= 0:
             raise ValueError(f"{type(self).__name__}: feat_stride must be > 0, got {feat_stride}")
         self.feat_stride = int(feat_stride)
+        self.scales = tuple(scales)
+        self.ratios = tuple(ratios)
         anchors = torch.from_numpy(generate_anchors(ratios=ratios, scales=scales))
         self.register_buffer("anchors", anchors, persistent=False)  # (A, 4) float64
 
     @property
     def num_anchors(self) -> int:
         return self.anchors.shape[0]
+
+    def check_channels(self, bottom: str, channels: int | None, per_anchor: int) -> None:
+        """Raise :class:`AnchorMismatchError` unless ``channels`` (None: not known yet) is
+        ``per_anchor`` x the number of anchors."""
+        if channels is None or int(channels) == per_anchor * self.num_anchors:
+            return
+        a = self.num_anchors
+        fits = f"; the net was made for {int(channels) // per_anchor} anchors" if int(channels) % per_anchor == 0 else ""
+        raise AnchorMismatchError(
+            f"{type(self).__name__}: bottom '{bottom}' has {int(channels)} channels, but the anchor setting "
+            f"(scales {_listed(self.scales)} x ratios {_listed(self.ratios)}: {a} anchors) needs {per_anchor * a} "
+            f"({per_anchor} x {a}){fits}. Set ANCHOR_SCALES / ANCHOR_RATIOS to the net's anchors, or write the net "
+            "for them (frcnn.nets.adapt, which train_net, test_net and the alt-opt driver apply to --set values; "
+            "tools/dev/make_model_prototxts.py --anchor_scales/--anchor_ratios)"
+        )
 
     def feature_map_anchors(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """Every anchor of a ``height`` x ``width`` feature map, (H*W*A, 4) float64 on ``device``,

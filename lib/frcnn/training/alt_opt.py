@@ -65,12 +65,13 @@ def model_file(models_dir: str, stem: str) -> str:
 
 
 def rpn_stage_config(cfg: Any, infix: str) -> Any:
-    """Steps 1 and 3: train the RPN on gt boxes, one image per batch, no box regression head."""
+    """Steps 1 and 3: train the RPN on gt boxes, TRAIN.RPN_STAGE_IMS_PER_BATCH images per batch
+    (upstream: one), no box regression head."""
     cfg = copy_config(cfg)
     cfg.TRAIN.HAS_RPN = True
     cfg.TRAIN.BBOX_REG = False  # applies only to Fast R-CNN bbox regression
     cfg.TRAIN.PROPOSAL_METHOD = "gt"
-    cfg.TRAIN.IMS_PER_BATCH = 1
+    cfg.TRAIN.IMS_PER_BATCH = int(cfg.TRAIN.RPN_STAGE_IMS_PER_BATCH)
     cfg.TRAIN.SNAPSHOT_INFIX = infix
     return cfg
 

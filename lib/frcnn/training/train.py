@@ -80,6 +80,9 @@ def run_fingerprint(solver_prototxt: str, cfg: Any, extra: str = "") -> str:
     train = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in cfg.TRAIN.items() if k not in speed_only}
     h.update(json.dumps(train, sort_keys=True, default=str).encode())
     h.update(json.dumps([cfg.RNG_SEED, np.asarray(cfg.PIXEL_MEANS).tolist()]).encode())
+    anchors = [cfg.get("ANCHOR_SCALES"), cfg.get("ANCHOR_RATIOS")]
+    if any(v is not None for v in anchors):  # (only then, so that earlier runs' fingerprints stay)
+        h.update(json.dumps([list(v) if v is not None else None for v in anchors]).encode())
     h.update(extra.encode())
     return h.hexdigest()[:16]
 

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from frcnn.errors import UserError
+
 from ..prototxt import Message
 from ..python_layer import PythonLayer
 from .base import Layer, Shape, register
@@ -105,7 +107,10 @@ class Python(Layer):
 
     def infer(self, bottom_shapes: list[Shape]) -> list[Shape]:
         fn = getattr(self.impl, "top_shapes", None)
-        shapes = fn(bottom_shapes) if callable(fn) else None
+        try:
+            shapes = fn(bottom_shapes) if callable(fn) else None
+        except UserError as e:  # a check of the layer's (e.g. the RPN's anchor channels): say where
+            raise type(e)(f"{self.lp.where()}: layer '{self.name}' ({self.type_name}): {e}") from None
         if shapes is None:
             return [None] * len(self.tops)
         shapes = list(shapes)
