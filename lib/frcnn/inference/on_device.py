@@ -33,8 +33,6 @@ step 3, the NMS kernel's result count, and the final copy.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
