@@ -22,8 +22,8 @@ from .layers import Layer, layer_class
 from .layers.base import MAX_BLOB_COUNT, prod
 from .layers.data import Input
 from .layers.linear import Convolution
-from .precision import Precision, autocast, autocast_active, float32_region, set_tf32, widen
 from .netspec import load, net_layers
+from .precision import Precision, autocast, autocast_active, float32_region, set_tf32, widen
 from .prototxt import Message, PrototxtError
 
 if TYPE_CHECKING:
