@@ -110,8 +110,8 @@ def test_channels_last_gives_the_same_outputs():
     assert cl.blobs["rpn_bbox_pred"].data.is_contiguous(memory_format=torch.channels_last)
     assert cl.params["conv1"][0].data.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(cl.blobs["rois"].data, ref_rois, rtol=1e-4, atol=1e-3)
-    for k in ref:
-        torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5)
+    for k, v in ref.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-4, atol=1e-5)
 
 
 def test_channels_last_weights_save_in_caffe_order(tmp_path):

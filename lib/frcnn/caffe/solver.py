@@ -23,6 +23,7 @@ relative to the working directory, as in Caffe.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import time
@@ -112,7 +113,7 @@ class SGDSolver:
             if self.scaler is None:
                 self._apply_update(display)
             elif not self.scaler.step([p for _, _, p, _ in self.net.learnable_params()],
-                                      lambda: self._apply_update(display)):
+                                      functools.partial(self._apply_update, display)):
                 _emit(f"Iteration {self.iter}: float16 gradients overflowed; update skipped, "
                       f"loss scale now {_g(self.scaler.current)}")
             self.iter += 1
