@@ -93,8 +93,8 @@ def test_replay_plumbing_on_the_cpu():
             np.testing.assert_array_equal(a, b)
     assert graphed.replays == 2 and graphed.captured_shape == (1, 3, 160, 200)
     assert said == ["TEST.CUDA_GRAPH: captured layers conv1 .. rpn_cls_prob_reshape for input 1x3x160x200",
-                    "TEST.CUDA_GRAPH: input 1x3x200x160 differs from the captured 1x3x160x200; "
-                    "this size runs without the graph"]
+                    ("TEST.CUDA_GRAPH: input 1x3x200x160 differs from the captured 1x3x160x200; "
+                     "this size runs without the graph")]
 
 
 @pytest.mark.cuda
