@@ -3,13 +3,13 @@ the float16 loss scaler, channels-last, TF32 flags, and their config checks."""
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
 from frcnn.caffe import TEST, TRAIN, Net
 from frcnn.caffe.precision import Precision, amp_dtype, set_tf32
 from frcnn.config import ConfigError, get_default_config
+from frcnn.nets.random_init import fill_random
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOY = os.path.join(ROOT, "models", "toy", "SMALL", "faster_rcnn_end2end")
@@ -26,29 +26,12 @@ def toy_cfg(**settings):
     return cfg
 
 
-def random_fill(net, seed=0):
-    """He-normal weights and unit BatchNorm statistics (fixed by ``seed``)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, blobs in net.params.items():
-            kind = net.layer_dict[name].type_name
-            if kind in ("Convolution", "InnerProduct"):
-                w = blobs[0].data
-                w.copy_(torch.randn(w.shape, generator=g) * np.sqrt(2.0 / np.prod(w.shape[1:])))
-                if len(blobs) > 1:
-                    blobs[1].data.copy_(torch.randn(blobs[1].data.shape, generator=g) * 0.1)
-            elif kind == "BatchNorm":
-                blobs[0].data.zero_()
-                blobs[1].data.fill_(1.0)
-                blobs[2].data.fill_(1.0)
-
-
 def make_test_net(cfg, seed=0):
     net = Net(os.path.join(TOY, "test.prototxt"), None, TEST, cfg=cfg)
     data = torch.randn(1, 3, 128, 160, generator=torch.Generator().manual_seed(seed)) * 50
     inputs = {"data": data, "im_info": torch.tensor([[128.0, 160.0, 1.0]])}
     net.forward(**inputs)  # sizes the lazily made blobs
-    random_fill(net)
+    fill_random(net)
     return net, inputs
 
 

@@ -11,7 +11,7 @@ from frcnn.caffe import TEST, Net
 from frcnn.config import get_default_config
 from frcnn.inference.cuda_graph import GraphedNet, capture_range, graphed_net
 from frcnn.inference.test import im_detect
-from tests.caffe.test_precision import random_fill
+from frcnn.nets.random_init import fill_random
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROTOTXT = os.path.join(ROOT, "models", "toy", "SMALL", "faster_rcnn_end2end", "test.prototxt")
@@ -29,7 +29,7 @@ def _cfg(device="cpu"):
 def _net(cfg, device):
     net = Net(PROTOTXT, None, TEST, cfg=cfg)
     net.forward(data=np.zeros((1, 3, 160, 200), np.float32), im_info=np.array([[160, 200, 1.0]], np.float32))
-    random_fill(net, seed=2)
+    fill_random(net, seed=2)
     return net.to(device)
 
 

@@ -15,6 +15,7 @@ import torch
 from frcnn.boxes.nms import nms_dets
 from frcnn.inference import test as frcnn_test
 from frcnn.inference.on_device import batched_nms, decode_boxes, detections_on_device
+from frcnn.nets.random_init import fill_random
 
 
 def cpu_nms(dets, thresh):
@@ -163,34 +164,6 @@ def test_decode_equals_the_numpy_decode_bit_for_bit():
 # ----------------------------------------------------------------------------- a whole net
 
 
-def random_weights(net, seed=0, cls_gain=1.0):
-    """Fixed random weights: He-normal convolutions and inner products, unit BatchNorm
-    statistics; ``cls_gain`` scales cls_score (a larger one gives peakier class scores)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, blobs in net.params.items():
-            layer = net.layer_dict[name]
-            kind = layer.type_name
-            if kind in ("Convolution", "InnerProduct"):
-                w = blobs[0].data
-                fan_in = int(np.prod(w.shape[1:]))
-                w.copy_(torch.randn(w.shape, generator=g) * np.sqrt(2.0 / fan_in))
-                if len(blobs) > 1:
-                    blobs[1].data.copy_(torch.randn(blobs[1].data.shape, generator=g) * 0.1)
-                if name == "cls_score":
-                    w.mul_(cls_gain)
-                if name == "bbox_pred":
-                    w.mul_(0.05)
-            elif kind == "BatchNorm":
-                blobs[0].data.zero_()
-                blobs[1].data.fill_(1.0)
-                blobs[2].data.fill_(1.0)
-            elif kind == "Scale":
-                blobs[0].data.fill_(1.0)
-                if len(blobs) > 1:
-                    blobs[1].data.zero_()
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     from frcnn.config import cfg_from_file, get_default_config
@@ -218,7 +191,7 @@ def test_test_net_writes_the_same_detections_both_ways(toy, tmp_path, cls_gain):
     prototxt = os.path.join(root, "models", "toy", "SMALL", "faster_rcnn_end2end", "test.prototxt")
     net = Net(prototxt, None, TEST, cfg=toy)
     net.forward(data=np.zeros((1, 3, 320, 400), np.float32), im_info=np.array([[320, 400, 1.0]], np.float32))
-    random_weights(net, seed=1, cls_gain=cls_gain)
+    fill_random(net, seed=1, gains={"cls_score": cls_gain, "bbox_pred": 0.05})
     imdb = get_imdb("toy_test", toy)
     files = {}
     for flag in (False, True):
