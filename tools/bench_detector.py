@@ -47,10 +47,10 @@ from frcnn.errors import UserError
 
 try:  # optional: only for the comparison rows
     import torchvision
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.image_list import ImageList
     from torchvision.models.detection.roi_heads import RoIHeads
     from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork, RPNHead
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 except Exception:  # noqa: BLE001 - any import failure just drops the rows
     torchvision = None
 
