@@ -367,9 +367,9 @@ def format_row(r: dict) -> str:
 
 def format_table(rows: list[dict], meta: dict) -> str:
     lines = [
-        f"device: {meta['device_name']}; input {meta['size']}; median of {meta['repeats']} after {meta['warmup']} "
-        f"warm-up; torch {meta['torch']}, torchvision {meta['torchvision'] or 'not installed'}; "
-        f"channels-last {meta['channels_last']}; {meta['date']}",
+        (f"device: {meta['device_name']}; input {meta['size']}; median of {meta['repeats']} after "
+         f"{meta['warmup']} warm-up; torch {meta['torch']}, torchvision {meta['torchvision'] or 'not installed'}; "
+         f"channels-last {meta['channels_last']}; {meta['date']}"),
         "| net | mode | impl | conv ms | proposal ms | region-wise ms | test total ms | train ms/iter |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
