@@ -118,3 +118,32 @@ def test_tf32_follows_the_config_of_a_built_net():
             set_tf32("on")
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_on_a_gpu_autocast_forward_keeps_the_float32_islands(amp):
+    net, inputs = make_test_net(toy_cfg(TEST__AMP=amp, GPU_ID=0))
+    net.to("cuda")
+    out = net.forward(**{k: v.cuda() for k, v in inputs.items()})
+    low = torch.bfloat16 if amp == "bf16" else torch.float16
+    assert net.blobs["rpn_bbox_pred"].data.dtype == low
+    assert net.blobs["rois"].data.dtype == torch.float32 and out["cls_prob"].dtype == torch.float32
+    ref_net, _ = make_test_net(toy_cfg(GPU_ID=0))
+    ref_net.to("cuda")
+    ref_net.forward(**{k: v.cuda() for k, v in inputs.items()})
+    assert torch.isfinite(out["cls_prob"]).all() and torch.isfinite(out["bbox_pred"].float()).all()
+    # the dense RPN probabilities (no data-dependent selection yet) are float32's to bf16/fp16 rounding
+    torch.testing.assert_close(net.blobs["rpn_cls_prob_reshape"].data, ref_net.blobs["rpn_cls_prob_reshape"].data,
+                               rtol=0, atol=0.05)
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_tf32_flags_follow_the_config():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        for flag in (True, False):
+            Net(os.path.join(TOY, "test.prototxt"), None, TEST, cfg=toy_cfg(TF32=flag, GPU_ID=0))
+            assert torch.backends.cuda.matmul.allow_tf32 is flag and torch.backends.cudnn.allow_tf32 is flag
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -208,3 +208,26 @@ def test_test_net_writes_the_same_detections_both_ways(toy, tmp_path, cls_gain):
             assert ref.shape == got.shape, (j, i)
             np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32))
     assert total > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("seed", range(4))
+def test_on_a_gpu_the_selection_equals_the_cpu_reference_exactly(seed):
+    # the same float32 scores and boxes: threshold, NMS (the CUDA kernel's IoU is the CPU's,
+    # bit for bit) and the top-N give the reference's rows
+    scores, boxes = random_case(seed, coarse=seed % 2 == 1)
+    got = detections_on_device(torch.from_numpy(scores).cuda(), torch.from_numpy(boxes).cuda(), 0.3, 0.05, 100)
+    assert_same_detections(got, reference(scores, boxes))
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_the_decode_is_the_numpy_decode_to_an_ulp():
+    from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
+
+    rng = np.random.RandomState(1)
+    rois = np.hstack([rng.uniform(0, 300, (400, 2)), rng.uniform(300, 640, (400, 2))]).astype(np.float32)
+    deltas = rng.normal(0, 0.5, (400, 24)).astype(np.float32)
+    want = clip_boxes(bbox_transform_inv(rois / np.array([1.6])[0], deltas), (240, 400, 3))
+    got = decode_boxes(torch.from_numpy(rois).cuda(), torch.from_numpy(deltas).cuda(), 6, (240, 400, 3), scale=1.6)
+    assert got.device.type == "cuda"
+    np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-6, atol=1e-4)

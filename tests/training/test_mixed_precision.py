@@ -94,3 +94,18 @@ def test_training_losses_follow_float32(tmp_path, settings):
     a, b = np.array([v for _, v in ref.loss_history]), np.array([v for _, v in other.loss_history])
     tol = 1e-3 if "CHANNELS_LAST" in settings else 0.1
     np.testing.assert_allclose(b, a, rtol=tol)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_on_a_gpu_mixed_precision_training_follows_float32(tmp_path, amp):
+    gpu = {"GPU_ID": 0, "USE_GPU_NMS": True}
+    ref, _, _ = _wrapper(tmp_path / "ref", **gpu)
+    ref.train_model(20)
+    sw, _cfg, _nets = _wrapper(tmp_path / amp, TRAIN__AMP=amp, CHANNELS_LAST=True, **gpu)
+    assert sw.net.device.type == "cuda" and (sw.solver.scaler is not None) == (amp == "fp16")
+    sw.train_model(20)
+    a, b = np.array([v for _, v in ref.loss_history]), np.array([v for _, v in sw.loss_history])
+    assert len(b) == 20 and np.all(np.isfinite(b)), b
+    assert b[0] == pytest.approx(a[0], rel=0.05)  # same weights, same batch: rounding only
+    assert b.mean() == pytest.approx(a.mean(), rel=0.25), (a, b)
