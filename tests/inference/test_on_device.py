@@ -231,3 +231,25 @@ def test_on_a_gpu_the_decode_is_the_numpy_decode_to_an_ulp():
     got = decode_boxes(torch.from_numpy(rois).cuda(), torch.from_numpy(deltas).cuda(), 6, (240, 400, 3), scale=1.6)
     assert got.device.type == "cuda"
     np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-6, atol=1e-4)
+
+
+def test_im_detect_on_device_equals_the_numpy_form_for_both_paths():
+    from tests.inference.test_test import FakeFastRCNNNet, FakeRPNNet, _cfg
+
+    im = np.zeros((60, 100, 3), np.uint8)
+    proposals = np.array([[16, 16, 44, 44], [17, 17, 45, 45], [64, 0, 90, 30], [16, 16, 44, 44]], np.float64)
+    rng = np.random.RandomState(0)
+    rois = np.hstack([np.zeros((5, 1)), rng.uniform(0, 50, (5, 2)), rng.uniform(60, 110, (5, 2))]).astype(np.float32)
+    cases = [
+        (FakeFastRCNNNet, (), proposals, _cfg()),  # de-duplicated RoIs mapped back, float64 proposals
+        (FakeRPNNet, (rois, rng.uniform(0, 1, (5, 3)).astype(np.float32),
+                      rng.normal(0, 0.3, (5, 12)).astype(np.float32)), None, _cfg(HAS_RPN=True)),
+        (FakeRPNNet, (rois, np.full((5, 3), 0.5, np.float32), np.zeros((5, 12), np.float32)), None,
+         _cfg(HAS_RPN=True, BBOX_REG=False)),
+    ]
+    for cls, args, boxes, cfg in cases:
+        ref = frcnn_test.im_detect(cls(*args), im, boxes, cfg=cfg)
+        got = frcnn_test.im_detect(cls(*args), im, boxes, cfg=cfg, on_device=True)
+        assert all(isinstance(t, torch.Tensor) for t in got)
+        for g, r in zip(got, ref):
+            np.testing.assert_array_equal(g.numpy(), np.asarray(r, np.float32))
