@@ -21,8 +21,8 @@
 #        GPU_CHECK_BUDGET_S    the whole run's limit in seconds (default 470); every step's own limit
 #                   is cut to what is left of it, so the command ends in time even when steps are slow
 #
-# Step limits (seconds): environment 30, wheels 30, build 150, CUDA tests 100, op benchmark 40,
-# detector benchmark 120: 470 in all, under 8 minutes. Exits non-zero when a step failed.
+# Step limits (seconds): environment 20, wheels 30, build 180 (serial without ninja), CUDA tests 100,
+# op benchmark 30, detector benchmark 110: 470 in all, under 8 minutes. Exits non-zero when a step failed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -87,11 +87,11 @@ for f in "$LOG_DIR"/*.log; do [ -e "$f" ] && rm -f "$f"; done
 if [ "$DRY" = "1" ]; then
   GPU_NAME="none (dry run on the CPU)"
   DEVICE=cpu
-  step environment 30 "$PY" -c "import torch; print(f'gpu_check: torch {torch.__version__} (dry run: CPU)')" || true
+  step environment 20 "$PY" -c "import torch; print(f'gpu_check: torch {torch.__version__} (dry run: CPU)')" || true
 else
   GPU_NAME="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 1 || echo unknown)"
   DEVICE=cuda
-  if ! step environment 30 "$PY" -c "
+  if ! step environment 20 "$PY" -c "
 import torch
 print(f'gpu_check: torch {torch.__version__}, CUDA {torch.version.cuda}, available {torch.cuda.is_available()}')
 assert torch.cuda.is_available(), 'gpu_check: torch sees no CUDA device'
@@ -146,7 +146,7 @@ else
   export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" FORCE_CUDA=1
   BUILD=("$PY" setup.py build_ext --inplace --force)
 fi
-if ! step build 150 "${BUILD[@]}"; then
+if ! step build 180 "${BUILD[@]}"; then
   note "build failed; see $LOG_DIR/build.log"
   exit 1
 fi
@@ -163,12 +163,12 @@ ALLOW_RC=5 step cuda_tests 100 "$PY" -m pytest -q -p no:cacheprovider -m cuda -r
 
 # --- benchmarks ------------------------------------------------------------------------------
 if [ "$DRY" = "1" ]; then
-  step bench_ops 40 "$PY" tools/dev/bench_ops.py --device cpu --quick --repeats 1 --warmup 0 || true
-  step bench_detector 120 "$PY" tools/bench_detector.py --device cpu --quick --nets ZF --modes fp32 \
+  step bench_ops 30 "$PY" tools/dev/bench_ops.py --device cpu --quick --repeats 1 --warmup 0 || true
+  step bench_detector 110 "$PY" tools/bench_detector.py --device cpu --quick --nets ZF --modes fp32 \
     --json "$LOG_DIR/bench_detector.json" || true
 else
-  step bench_ops 40 "$PY" tools/dev/bench_ops.py --device cuda || true
-  step bench_detector 120 "$PY" tools/bench_detector.py --device cuda --nets ZF,VGG16 --modes fp32,tf32,bf16 \
+  step bench_ops 30 "$PY" tools/dev/bench_ops.py --device cuda || true
+  step bench_detector 110 "$PY" tools/bench_detector.py --device cuda --nets ZF,VGG16 --modes fp32,tf32,bf16 \
     --size 600x1000 --repeats 10 --warmup 3 --json "$LOG_DIR/bench_detector.json" || true
 fi
 
