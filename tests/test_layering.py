@@ -33,7 +33,8 @@ TOP = {"training", "cli", "fast_rcnn"}  # may import every layer below them (not
 
 def frcnn_imports(path: str) -> set[str]:
     """The frcnn subpackages (first name after ``frcnn.``) a file imports."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
     found = set()
     for node in ast.walk(tree):
         names = []

@@ -18,7 +18,8 @@ def parse_args(argv=None):
     add_flag(parser, "--num_dets", dest="max_per_image", help="max number of detections per image",
              default=100, type=int)
     parser.add_argument("--proposals", default=None,
-                        help="proposal file (.npz) for a Fast R-CNN net (sets TEST.PROPOSAL_METHOD rpn)")
+                        help="proposal file (.npz) for a Fast R-CNN net (sets TEST.PROPOSAL_METHOD rpn and "
+                             "TEST.HAS_RPN False; TEST.PROPOSAL_TOP_N takes the first N of each image)")
     return parser.parse_args(argv)
 
 
@@ -32,8 +33,8 @@ def main(argv=None) -> int:
 
     imdb = get_imdb(args.imdb_name, cfg)
     imdb.competition_mode(args.comp_mode)
-    if args.proposals is not None:
-        cfg.TEST.PROPOSAL_METHOD = "rpn"
+    if args.proposals is not None:  # a net fed with proposals has no RPN of its own
+        cfg.TEST.PROPOSAL_METHOD, cfg.TEST.HAS_RPN = "rpn", False
         imdb.config["rpn_file"] = args.proposals
     if not cfg.TEST.HAS_RPN:
         imdb.set_proposal_method(cfg.TEST.PROPOSAL_METHOD)

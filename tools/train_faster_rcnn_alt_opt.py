@@ -4,6 +4,9 @@
 
 Rerunning the same command skips finished steps and resumes an unfinished one. The paper's
 nets (ZF, VGG16, VGG_CNN_M_1024) need --weights (their ImageNet weights) or --from_scratch.
+--stop_after 1 trains the stage-1 RPN alone; --stop_after 2 stops with the unshared stage-1 RPN
+and Fast R-CNN (Table 2's ablations; see frcnn.training.alt_opt). --set TEST.RPN_PRE_NMS_TOP_N /
+TEST.RPN_POST_NMS_TOP_N change the proposal steps' counts too (upstream's -1 / 2000 otherwise).
 """
 
 import argparse
@@ -13,6 +16,7 @@ import sys
 from frcnn.cli import add_flag, check_pretrained, config_from_args, run_tool, tool_parser, write_path_file
 from frcnn.config import get_output_dir
 from frcnn.nets.adapt import adapt_model_dir
+from frcnn.rpn.generate import set_keys
 from frcnn.training.alt_opt import STAGE_ITERS, train_alt_opt
 from frcnn.training.train import TrainingDiverged
 
@@ -37,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument("--iters", dest="max_iters", type=iters_list, default=list(STAGE_ITERS),
                         help="iterations of the 4 steps, comma-separated (default: upstream's "
                              f"{','.join(map(str, STAGE_ITERS))})")
+    add_flag(parser, "--stop_after", type=int, choices=(1, 2, 3, 4), default=4,
+             help="stop after this step: 1 = the stage-1 RPN alone, 2 = the unshared stage-1 RPN and Fast "
+                  "R-CNN (the paper's 'unshared' rows), 4 = all (default)")
     return parser.parse_args(argv)
 
 
@@ -55,7 +62,8 @@ def main(argv=None) -> int:
         print("No --weights given: training from scratch (random initialisation)")
     try:
         final = train_alt_opt(args.net_name, args.imdb_name, cfg, models_dir,
-                              pretrained_model=args.pretrained_model, max_iters=args.max_iters)
+                              pretrained_model=args.pretrained_model, max_iters=args.max_iters,
+                              stop_after=args.stop_after, generation_keys=set_keys(args.set_cfgs))
     except TrainingDiverged as e:
         print(f"Training stopped: {e}", file=sys.stderr)
         return 3

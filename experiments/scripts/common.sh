@@ -2,15 +2,25 @@
 # interpreter, argument checks, dataset names, weights, logging, and the train and test steps.
 # Each script sets `set -euo pipefail`, changes to the root and sets METHOD before sourcing it.
 #
-# Datasets:
-#   pascal_voc       voc_2007_trainval / voc_2007_test          (models/pascal_voc)
-#   pascal_voc_0712  voc_2007_trainval+voc_2012_trainval / voc_2007_test
-#   coco             coco_2014_train / coco_2014_minival         (models/coco)
-#   toy              toy_trainval / toy_test, made first by tools/make_toy_dataset.py if missing
-#   <name>           a VOC-format set under data/<name>: <name>_trainval (or <name>_train) / <name>_test
+# Datasets (train / test; the paper's names for the training data in brackets):
+#   pascal_voc            voc_2007_trainval / voc_2007_test                              ["07"]
+#   pascal_voc_0712       voc_2007_trainval+voc_2012_trainval / voc_2007_test            ["07+12"]
+#   pascal_voc_2012       voc_2012_trainval / voc_2012_test (scored by the VOC server)   ["12"]
+#   pascal_voc_07++12     voc_2007_trainval+voc_2007_test+voc_2012_trainval / voc_2012_test  ["07++12"]
+#   coco_pascal_voc_0712, coco_pascal_voc_07++12   as the two above, starting from a COCO model
+#                         narrowed to the VOC classes (tools/coco_to_voc.py), given as WEIGHTS=<file>,
+#                         with the COCO nets' 12 anchors (models/coco)    ["COCO+07+12", "COCO+07++12"]
+#   coco                  coco_2014_train / coco_2014_minival (upstream's settings; models/coco)
+#   coco_paper            coco_2014_train / coco_2014_val with experiments/cfgs/coco_paper.yml
+#                         (the paper's COCO settings, Table 11)         ["COCO train", "COCO val"]
+#   coco_paper_trainval   coco_2014_train+coco_2014_val / coco_2015_test-dev (results json for the
+#                         COCO server), also coco_paper.yml             ["COCO trainval"]
+#   toy                   toy_trainval / toy_test, made first by tools/make_toy_dataset.py if missing
+#   <name>                a VOC-format set under data/<name>: <name>_trainval (or <name>_train) / <name>_test
 # A set whose name has a config experiments/cfgs/<name>.yml gets it after the method's config.
 # Environment: ITERS=<n> overrides the number of training iterations; FROM_SCRATCH=1 trains the
-# paper's nets without their ImageNet weights; LOG_DIR=<dir> moves the logs (experiments/logs);
+# paper's nets without their ImageNet weights; WEIGHTS=<file.caffemodel> starts from that model
+# instead of the ImageNet weights; LOG_DIR=<dir> moves the logs (experiments/logs);
 # PYTHON=<interpreter>; FRCNN_DEBUG=1 shows the tools' tracebacks for user errors too.
 
 export PYTHONUNBUFFERED=1
@@ -21,11 +31,13 @@ usage() {
 Usage: $0 GPU_ID NET DATASET [--set KEY VALUE ...]
   GPU_ID   a GPU number (0, 1, ...) or cpu
   NET      ZF, VGG_CNN_M_1024, VGG16, or SMALL (a small net for CPU runs)
-  DATASET  pascal_voc, pascal_voc_0712, coco, toy, or a VOC-format set under data/ (e.g. bccd)
+  DATASET  pascal_voc, pascal_voc_0712, pascal_voc_2012, pascal_voc_07++12, coco_pascal_voc_0712,
+           coco_pascal_voc_07++12, coco, coco_paper, coco_paper_trainval, toy, or a VOC-format set
+           under data/ (e.g. bccd)
 Example:
   $0 0 VGG16 pascal_voc --set EXP_DIR foobar RNG_SEED 42
   $0 cpu SMALL toy
-Environment: ITERS, FROM_SCRATCH=1, LOG_DIR, PYTHON (see experiments/README.md)
+Environment: ITERS, FROM_SCRATCH=1, WEIGHTS, LOG_DIR, PYTHON (see experiments/README.md)
 USAGE
   exit 1
 }
@@ -47,21 +59,42 @@ parse_common_args() {
     *) die "NET must be ZF, VGG_CNN_M_1024, VGG16 or SMALL, got '$NET'" ;;
   esac
   NET_LC=$(echo "$NET" | tr '[:upper:]' '[:lower:]')
+  if [ -n "${WEIGHTS:-}" ] && [ ! -f "$WEIGHTS" ]; then
+    die "WEIGHTS=$WEIGHTS: no such file"
+  fi
 }
+
+# the paper's COCO schedule (experiments/cfgs/coco_paper.yml): 240k iterations, then 80k at lr / 10
+COCO_PAPER_ITERS=320000
+VOC_0712="voc_2007_trainval+voc_2012_trainval"
+VOC_07PP12="voc_2007_trainval+voc_2007_test+voc_2012_trainval"
 
 # resolve_dataset DATASET: sets TRAIN_IMDB, TEST_IMDB, PT_DIR (models/<PT_DIR>/<NET>), DATA_CFG,
 # and ITERS from the per-method defaults given as arguments 2.. (pascal_voc coco toy other).
 resolve_dataset() {
-  local it_voc="$2" it_coco="$3" it_toy="$4" it_other="$5"
+  local it_voc="$2" it_coco="$3" it_toy="$4" it_other="$5" coco_init=0
   PT_DIR="pascal_voc"
   DATA_CFG=""
   case "$1" in
     pascal_voc)
       TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"; ITERS_DEFAULT="$it_voc" ;;
     pascal_voc_0712)
-      TRAIN_IMDB="voc_2007_trainval+voc_2012_trainval"; TEST_IMDB="voc_2007_test"; ITERS_DEFAULT="$it_voc" ;;
+      TRAIN_IMDB="$VOC_0712"; TEST_IMDB="voc_2007_test"; ITERS_DEFAULT="$it_voc" ;;
+    pascal_voc_2012)
+      TRAIN_IMDB="voc_2012_trainval"; TEST_IMDB="voc_2012_test"; ITERS_DEFAULT="$it_voc" ;;
+    pascal_voc_07++12)
+      TRAIN_IMDB="$VOC_07PP12"; TEST_IMDB="voc_2012_test"; ITERS_DEFAULT="$it_voc" ;;
+    coco_pascal_voc_0712)
+      TRAIN_IMDB="$VOC_0712"; TEST_IMDB="voc_2007_test"; PT_DIR="coco"; ITERS_DEFAULT="$it_voc"; coco_init=1 ;;
+    coco_pascal_voc_07++12)
+      TRAIN_IMDB="$VOC_07PP12"; TEST_IMDB="voc_2012_test"; PT_DIR="coco"; ITERS_DEFAULT="$it_voc"; coco_init=1 ;;
     coco)
       TRAIN_IMDB="coco_2014_train"; TEST_IMDB="coco_2014_minival"; PT_DIR="coco"; ITERS_DEFAULT="$it_coco" ;;
+    coco_paper)
+      TRAIN_IMDB="coco_2014_train"; TEST_IMDB="coco_2014_val"; PT_DIR="coco"; ITERS_DEFAULT="$COCO_PAPER_ITERS" ;;
+    coco_paper_trainval)
+      TRAIN_IMDB="coco_2014_train+coco_2014_val"; TEST_IMDB="coco_2015_test-dev"; PT_DIR="coco"
+      ITERS_DEFAULT="$COCO_PAPER_ITERS"; DATA_CFG="experiments/cfgs/coco_paper.yml" ;;
     toy)
       if [ ! -f "data/toy/ImageSets/Main/test.txt" ]; then
         echo "Making the toy dataset (data/toy)"
@@ -70,7 +103,7 @@ resolve_dataset() {
       TRAIN_IMDB="toy_trainval"; TEST_IMDB="toy_test"; ITERS_DEFAULT="$it_toy" ;;
     *)
       [[ "$1" =~ ^[A-Za-z0-9_.-]+$ ]] || die "DATASET '$1' is not a plain name"
-      [ -d "data/$1" ] || die "unknown DATASET '$1': not pascal_voc, pascal_voc_0712, coco, toy, or a folder data/$1"
+      [ -d "data/$1" ] || die "unknown DATASET '$1': not one of the names in experiments/README.md (pascal_voc, pascal_voc_0712, coco, toy, ...), nor a folder data/$1"
       local sets="data/$1/ImageSets/Main"
       if [ -f "$sets/trainval.txt" ]; then TRAIN_IMDB="${1}_trainval"
       elif [ -f "$sets/train.txt" ]; then TRAIN_IMDB="${1}_train"
@@ -86,6 +119,9 @@ resolve_dataset() {
   if [ -f "experiments/cfgs/$1.yml" ]; then
     DATA_CFG="experiments/cfgs/$1.yml"
   fi
+  if [ "$coco_init" = 1 ] && [ -z "${WEIGHTS:-}" ]; then
+    die "DATASET '$1' starts from a COCO-trained model narrowed to the VOC classes: make it with tools/coco_to_voc.py COCO.caffemodel VOC21.caffemodel and give it as WEIGHTS=VOC21.caffemodel"
+  fi
   ITERS="${ITERS:-$ITERS_DEFAULT}"
 }
 
@@ -99,14 +135,18 @@ start_log() {
   echo "Logging output to $LOG"
 }
 
-# pick_weights: WEIGHTS_ARGS for the training tool. The ImageNet weights
+# pick_weights: WEIGHTS_ARGS for the training tool. $WEIGHTS when set (e.g. a COCO model for
+# coco_pascal_voc_*); else the ImageNet weights
 # data/imagenet_models/<NET>.v2.caffemodel (upstream's file names) when present; else
 # --from_scratch for SMALL (it has none) or when FROM_SCRATCH=1; else nothing, and the tool
 # refuses the paper's nets (ZF, VGG16, VGG_CNN_M_1024), saying where their weights go.
 pick_weights() {
   WEIGHTS_ARGS=()
   local w="data/imagenet_models/${NET}.v2.caffemodel"
-  if [ -f "$w" ]; then
+  if [ -n "${WEIGHTS:-}" ]; then  # (parse_common_args checked that it exists)
+    WEIGHTS_ARGS=(--weights "$WEIGHTS")
+    echo "Initialising from $WEIGHTS (WEIGHTS)"
+  elif [ -f "$w" ]; then
     WEIGHTS_ARGS=(--weights "$w")
     echo "Initialising from ImageNet weights $w"
   elif [ "$NET" = SMALL ] || [ "${FROM_SCRATCH:-0}" = 1 ]; then

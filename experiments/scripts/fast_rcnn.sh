@@ -2,7 +2,8 @@
 # Fast R-CNN from precomputed proposals, then test (upstream runs it on its default config).
 # Usage:
 #   ./experiments/scripts/fast_rcnn.sh GPU_ID NET DATASET [--set KEY VALUE ...]
-# pascal_voc and coco use selective-search proposals (data/selective_search_data, as upstream).
+# The VOC and COCO sets use selective-search proposals (data/selective_search_data and
+# data/coco_proposals, as upstream); coco_paper is the paper's Fast R-CNN baseline (Table 11).
 # Other sets use RPN proposal files made by tools/rpn_generate.py, given in the environment:
 #   TRAIN_PROPOSALS=<train .npz> TEST_PROPOSALS=<test .npz> ./experiments/scripts/fast_rcnn.sh cpu SMALL toy
 set -euo pipefail
@@ -19,7 +20,8 @@ resolve_dataset "$DATASET" 40000 280000 1000 10000
 PROPOSAL_TRAIN_ARGS=()
 PROPOSAL_TEST_ARGS=()
 case "$DATASET" in
-  pascal_voc|pascal_voc_0712|coco) ;;
+  pascal_voc|pascal_voc_0712|pascal_voc_2012|pascal_voc_07++12|coco_pascal_voc_0712|coco_pascal_voc_07++12) ;;
+  coco|coco_paper|coco_paper_trainval) ;;
   *)
     [ -n "${TRAIN_PROPOSALS:-}" ] && [ -n "${TEST_PROPOSALS:-}" ] || \
       die "DATASET '$DATASET' has no selective-search proposals: set TRAIN_PROPOSALS and TEST_PROPOSALS (.npz from tools/rpn_generate.py)"

@@ -90,6 +90,11 @@ def get_default_config() -> EasyDict:
     C.TRAIN.BBOX_NORMALIZE_STDS = (0.1, 0.1, 0.2, 0.2)
     # Train using these proposals
     C.TRAIN.PROPOSAL_METHOD = "selective_search"
+    # Fast R-CNN on external proposals (a proposal file or method: selective_search, rpn, ...):
+    # train on the first N proposals of each image, in the file's order (after the loader's
+    # de-duplication and small-box filter); N <= 0 (-1) = all of them, as upstream. Not ours
+    # to cap: an RPN in the net (TRAIN.HAS_RPN) keeps TRAIN.RPN_POST_NMS_TOP_N. (Table 2)
+    C.TRAIN.PROPOSAL_TOP_N = -1
     # Make minibatches from images that have similar aspect ratios (i.e. both
     # tall and thin or both short and wide) in order to avoid wasting computation
     # on zero-padding.
@@ -125,6 +130,13 @@ def get_default_config() -> EasyDict:
     # and give negatives a weight of (1 - p)
     # Set to -1.0 to use uniform example weighting
     C.TRAIN.RPN_POSITIVE_WEIGHT = -1.0
+    # (ours) Replace the solver prototxt's base_lr / stepsize / iter_size in every training run
+    # (end2end, Fast R-CNN, each alt-opt step) when > 0; 0 keeps the file's value. For the
+    # paper's COCO schedule (experiments/cfgs/coco_paper.yml: lr 0.003 for 240k iterations,
+    # then 0.0003, with the 8-GPU minibatch as iter_size 8) without editing the solver files.
+    C.TRAIN.SOLVER_BASE_LR = 0.0
+    C.TRAIN.SOLVER_STEPSIZE = 0
+    C.TRAIN.SOLVER_ITER_SIZE = 0
 
     # ------------------------------------------------------------------ testing
     C.TEST = EasyDict()
@@ -144,6 +156,10 @@ def get_default_config() -> EasyDict:
     C.TEST.HAS_RPN = False
     # Test using these proposals
     C.TEST.PROPOSAL_METHOD = "selective_search"
+    # Fast R-CNN on external proposals: test on the first N proposals of each image, in the
+    # file's order (RPN files are in score order, so the first N are the top N); N <= 0 (-1) =
+    # all, as upstream. A net with an RPN (TEST.HAS_RPN) uses TEST.RPN_POST_NMS_TOP_N. (Table 2)
+    C.TEST.PROPOSAL_TOP_N = -1
     # NMS threshold used on RPN proposals
     C.TEST.RPN_NMS_THRESH = 0.7
     # Post-process on the net's device (not in upstream): box decoding, score threshold,
@@ -160,6 +176,8 @@ def get_default_config() -> EasyDict:
     C.TEST.RPN_PRE_NMS_TOP_N = 6000
     # Number of top scoring boxes to keep after applying NMS to RPN proposals
     C.TEST.RPN_POST_NMS_TOP_N = 300
+    # (Proposal files, tools/rpn_generate.py and alt-opt's proposal steps, use upstream's
+    # -1 / 2000 for these two instead, unless the command line's --set names them.)
     # Proposal height and width both need to be greater than RPN_MIN_SIZE (at orig image scale)
     C.TEST.RPN_MIN_SIZE = 16
 

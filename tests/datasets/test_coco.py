@@ -105,7 +105,8 @@ def test_evaluate_perfect_and_per_class_mapping(coco_eval_set, tmp_path, capsys)
     assert res["mean_ap"] == pytest.approx(1.0) and res["ap50"] == pytest.approx(1.0)
     assert res["ap"] == {"b": pytest.approx(1.0), "a": pytest.approx(1.0)}
     assert "~~~~ Mean and per-category AP @ IoU=[0.50,0.95] ~~~~" in capsys.readouterr().out
-    assert not [f for f in os.listdir(out) if f.endswith(".json")]  # cleaned up
+    # the salted results json is cleaned up; the one json left is the numbers' summary
+    assert [f for f in os.listdir(out) if f.endswith(".json")] == ["detection_results.json"]
     assert os.path.exists(os.path.join(out, "detection_results.npz"))
 
     # only class 'a' detected: its AP must stay 1 although COCOeval orders 'a' (id 3) first
@@ -131,6 +132,39 @@ def test_no_detections_gives_zero(coco_set, tmp_path):
     with pytest.warns(UserWarning, match="no detections"):
         res = coco_set.evaluate_detections(empty, str(tmp_path / "o"))
     assert res["mean_ap"] == 0.0
+    with open(tmp_path / "o" / "detection_results.json") as f:
+        assert json.load(f)["mAP@.5"] == 0.0
+
+
+def _shifted(d, frac):
+    """Every gt box, moved right by ``frac`` of its width: IoU (1 - frac) / (1 + frac) with its gt."""
+    def move(b):
+        w = b[:, 2] - b[:, 0] + 1
+        return b + np.stack([frac * w, 0 * w, frac * w, 0 * w, 0 * w], axis=1)
+
+    return [[move(b) if len(b) else b for b in per_class] for per_class in _perfect(d)]
+
+
+def test_paper_metrics_printed_labelled_after_the_summary_and_saved(coco_eval_set, tmp_path, capsys):
+    """Boxes with IoU between .5 and .75 with their gt: mAP@.5 is 100, mAP@[.5,.95] far less."""
+    d = coco_eval_set
+    out = str(tmp_path / "out")
+    res = d.evaluate_detections(_shifted(d, 0.2), out)  # IoU 2/3 with every gt
+    text = capsys.readouterr().out
+    # AP 1 at IoU .5, .55, .6, .65 and 0 from .7 on: 4 of 10 thresholds
+    assert res["ap50"] == pytest.approx(1.0) and res["mean_ap"] == pytest.approx(0.4)
+    summary = text.index("~~~~ Summary metrics ~~~~")
+    labelled = text.index("~~~~ The paper's COCO metrics (Table 11), in percent ~~~~")
+    assert summary < labelled
+    lines = text[labelled:].splitlines()
+    assert lines[1] == "mAP@.5 = 100.0" and lines[2] == "mAP@[.5,.95] = 40.0"
+    with open(os.path.join(out, "detection_results.json")) as f:
+        saved = json.load(f)
+    assert saved["mAP@.5"] == pytest.approx(1.0) and saved["mAP@[.5,.95]"] == pytest.approx(res["mean_ap"])
+    # the paper's mAP@[.5,.95] is COCOeval's first summary number, mAP@.5 its second
+    assert saved["stats"]["AP@[.5,.95]"] == pytest.approx(res["mean_ap"])
+    assert saved["stats"]["AP@.5"] == pytest.approx(1.0) and saved["stats"]["AP@.75"] < 1.0
+    assert set(saved["ap"]) == {"a", "b"}
 
 
 def test_factory_coco_json_and_folder_convention(tmp_path, data_cfg):

@@ -20,7 +20,8 @@ ALT_OPT = ["stage1_rpn_train", "stage1_rpn_solver60k80k", "stage1_fast_rcnn_trai
 SIMPLE = ["solver", "train", "test"]
 FOLDERS = [("pascal_voc", n, m) for n in ("ZF", "VGG16", "VGG_CNN_M_1024", "SMALL")
            for m in ("faster_rcnn_alt_opt", "faster_rcnn_end2end", "fast_rcnn")]
-FOLDERS += [("coco", n, m) for n in ("VGG16", "VGG_CNN_M_1024") for m in ("faster_rcnn_end2end", "fast_rcnn")]
+FOLDERS += [("coco", n, m) for n in ("VGG16", "VGG_CNN_M_1024")
+            for m in ("faster_rcnn_alt_opt", "faster_rcnn_end2end", "fast_rcnn")]  # alt-opt: ours, the paper's
 EXPECTED = sorted(f"models/{d}/{n}/{m}/{s}.prototxt" for d, n, m in FOLDERS
                   for s in (ALT_OPT if m == "faster_rcnn_alt_opt" else SIMPLE))
 NETS = [p for p in EXPECTED if "solver" not in os.path.basename(p)]
@@ -57,7 +58,7 @@ def test_file_set_is_the_originals():
     toy = [f"models/toy/SMALL/faster_rcnn_end2end/{s}.prototxt" for s in SIMPLE]
     toy += [f"models/toy/SMALL/faster_rcnn_alt_opt/{s}.prototxt" for s in ALT_OPT]
     assert found == sorted(EXPECTED + bccd + toy)
-    assert len(EXPECTED) == 76
+    assert len(EXPECTED) == 96
 
 
 def test_files_equal_generator_output():
@@ -231,6 +232,8 @@ def test_solver(path):
     s = parse_file(os.path.join(ROOT, path))
     if stem in SOLVER_TABLE:
         step, iter_size, prefix = SOLVER_TABLE[stem]
+        if ds == "coco":  # the paper's COCO schedule (Sec. 4.2): 240k iterations, then 80k at lr / 10
+            step = 240000
         train = stem.replace("_solver60k80k", "_train").replace("_solver30k40k", "_train")
     elif method == "faster_rcnn_end2end":
         step = 350000 if ds == "coco" else 50000

@@ -45,11 +45,6 @@ def test_bad_arguments_are_named(script, args, message):
     assert not any("no_such" in n for n in (os.listdir(logs) if os.path.isdir(logs) else []))  # no log started
 
 
-def test_alt_opt_refuses_coco():
-    r = run_script("faster_rcnn_alt_opt.sh", "0", "VGG16", "coco")
-    assert r.returncode != 0 and "not implemented" in r.stderr
-
-
 @pytest.mark.parametrize("tool", ["train_net.py", "test_net.py", "train_faster_rcnn_alt_opt.py", "rpn_generate.py"])
 def test_tools_without_arguments_print_help_and_exit_1(tool):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool)], check=False, capture_output=True,

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,116 @@ def test_four_steps_run_hand_over_models_and_skip_when_rerun(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.count("Step already finished") == 4 and text.count("Proposals already generated") == 2
     assert all(os.path.getmtime(os.path.join(out, f)) == t for f, t in mtimes.items() if "final" not in f)
+
+
+def test_joined_set_runs_per_set_proposal_passes_merged_in_joined_order(tmp_path, capsys):
+    """Alt-opt on 'a+b' (the paper's 07+12): one proposal pass over the joined set gives each
+    member's images the proposals a pass over that member alone gives, and both Fast R-CNN
+    steps train on them."""
+    from frcnn.datasets.factory import get_imdb
+    from frcnn.datasets.proposals import load_proposals
+
+    make_tiny_voc(str(tmp_path / "data" / "tinya"), n_train=4, n_test=1, seed=0)
+    make_tiny_voc(str(tmp_path / "data" / "tinyb"), n_train=3, n_test=1, seed=1)
+    models = write_tiny_alt_opt(str(tmp_path / "models"))
+    cfg = tiny_config(str(tmp_path / "data"), str(tmp_path))
+    cfg.EXP_DIR = "faster_rcnn_alt_opt"
+    joined = "tinya_trainval+tinyb_trainval"
+    final = alt_opt.train_alt_opt("SMALL", joined, copy_config(cfg), models, max_iters=(2, 2, 2, 2))
+    out = get_output_dir(cfg, joined)
+    assert final == os.path.join(out, "SMALL_faster_rcnn_final.caffemodel") and os.path.exists(final)
+    text = capsys.readouterr().out
+    assert text.count(f"Loaded dataset `{joined}` for training") == 4
+    rpn1 = os.path.join(out, "small_rpn_stage1_iter_2.caffemodel")
+    boxes, ids = load_proposals(os.path.join(out, "small_rpn_stage1_iter_2_proposals.npz"))
+    assert ids == [str(x) for x in get_imdb(joined, cfg).image_index] and len(ids) == 7
+    # the same RPN run on each member alone: the joined file is the two passes, in order
+    per_set = []
+    for name in ("tinya_trainval", "tinyb_trainval"):
+        path = alt_opt.generate_step(name, rpn1, cfg, alt_opt.model_file(models, "rpn_test"))
+        per_set += load_proposals(path)[0]
+    assert len(per_set) == 7 and all(a.shape[0] > 0 for a in per_set)
+    for i, (a, b) in enumerate(zip(boxes, per_set)):
+        assert np.array_equal(a, b), i
+
+
+def _files(out):
+    return sorted(f for f in os.listdir(out) if f.endswith((".caffemodel", "_proposals.npz", "_post5.npz")))
+
+
+def test_stop_after_1_trains_the_stage1_rpn_alone(tmp_path, capsys):
+    make_tiny_voc(str(tmp_path / "data" / "tiny"))
+    models = write_tiny_alt_opt(str(tmp_path / "models"))
+    cfg = tiny_config(str(tmp_path / "data"), str(tmp_path))
+    cfg.EXP_DIR = "alt1"
+    final = alt_opt.train_alt_opt("SMALL", "tiny_trainval", copy_config(cfg), models, max_iters=(2, 2, 2, 2),
+                                  stop_after=1)
+    out = get_output_dir(cfg, "tiny_trainval")
+    assert final == os.path.join(out, "SMALL_rpn_stage1_final.caffemodel")
+    assert _files(out) == ["SMALL_rpn_stage1_final.caffemodel", "small_rpn_stage1_iter_2.caffemodel"]
+    with open(final, "rb") as a, open(os.path.join(out, "small_rpn_stage1_iter_2.caffemodel"), "rb") as b:
+        assert a.read() == b.read()
+    assert "Stopped after step 1" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="stop_after: expected a step 1, 2, 3 or 4, got 5"):
+        alt_opt.train_alt_opt("SMALL", "tiny_trainval", copy_config(cfg), models, stop_after=5)
+
+
+def test_stop_after_2_leaves_the_unshared_pair_and_its_test_runs(tmp_path, capsys):
+    """The unshared system of Table 2: the stage-1 RPN and Fast R-CNN; --set counts reach the
+    proposal step; the documented test (rpn_generate --test_counts, test_net --proposals) runs;
+    a later full run skips the two finished steps."""
+    from frcnn.caffe.prototxt import parse_file, write_file
+    from frcnn.datasets.proposals import load_proposals
+    from tests.tools.helpers import load_tool
+    from tests.training.tiny_setup import ROOT, narrow
+
+    make_tiny_voc(str(tmp_path / "data" / "tiny"))
+    models = write_tiny_alt_opt(str(tmp_path / "models"))
+    cfg = tiny_config(str(tmp_path / "data"), str(tmp_path))
+    cfg.EXP_DIR = "alt2"
+    cfg.TEST.RPN_POST_NMS_TOP_N = 5  # as if given by --set: generation_keys names it
+    keys = {"TEST.RPN_POST_NMS_TOP_N"}
+    final = alt_opt.train_alt_opt("SMALL", "tiny_trainval", copy_config(cfg), models, max_iters=(2, 2, 2, 2),
+                                  stop_after=2, generation_keys=keys)
+    out = get_output_dir(cfg, "tiny_trainval")
+    assert final == os.path.join(out, "SMALL_fast_rcnn_stage1_final.caffemodel")
+    assert _files(out) == sorted([
+        "SMALL_fast_rcnn_stage1_final.caffemodel", "SMALL_rpn_stage1_final.caffemodel",
+        "small_rpn_stage1_iter_2.caffemodel", "small_fast_rcnn_stage1_iter_2.caffemodel",
+        "small_rpn_stage1_iter_2_proposals_pre-1_post5.npz",
+    ])
+    boxes, _ = load_proposals(os.path.join(out, "small_rpn_stage1_iter_2_proposals_pre-1_post5.npz"))
+    assert [len(b) for b in boxes] == [5] * 8
+    for copy, src in (("SMALL_fast_rcnn_stage1_final", "small_fast_rcnn_stage1_iter_2"),
+                      ("SMALL_rpn_stage1_final", "small_rpn_stage1_iter_2")):
+        with open(os.path.join(out, copy + ".caffemodel"), "rb") as a, \
+                open(os.path.join(out, src + ".caffemodel"), "rb") as b:
+            assert a.read() == b.read(), copy
+    assert "Stage-1 RPN (unshared): " + os.path.join(out, "SMALL_rpn_stage1_final.caffemodel") in capsys.readouterr().out
+
+    # the unshared test, as experiments/scripts/faster_rcnn_alt_opt.sh runs it with STOP_AFTER=2
+    frcn_test = str(tmp_path / "fast_rcnn_test.prototxt")
+    write_file(frcn_test, narrow(parse_file(os.path.join(ROOT, "models", "pascal_voc", "SMALL", "fast_rcnn",
+                                                         "test.prototxt")), 3))
+    props = str(tmp_path / "test_proposals.npz")
+    common = ["--cfg", os.path.join(ROOT, "experiments", "cfgs", "faster_rcnn_alt_opt.yml"), "--set",
+              "DATA_DIR", cfg.DATA_DIR, "ROOT_DIR", str(tmp_path), "EXP_DIR", "alt2", "TEST.SCALES", "[192]",
+              "TEST.MAX_SIZE", "256", "USE_GPU_NMS", "False", "TEST.RPN_PRE_NMS_TOP_N", "300"]
+    assert load_tool("rpn_generate.py").main(
+        ["--cpu", "--def", os.path.join(models, "rpn_test.prototxt"), "--net",
+         os.path.join(out, "SMALL_rpn_stage1_final.caffemodel"), "--imdb", "tiny_test", "--wait", "False",
+         "--out", props, "--test_counts", *common]) == 0
+    boxes, _ = load_proposals(props)
+    assert all(0 < len(b) <= 300 for b in boxes)  # the config's TEST counts (PRE 300 from --set, POST 300)
+    capsys.readouterr()
+    assert load_tool("test_net.py").main(
+        ["--cpu", "--def", frcn_test, "--net", final, "--imdb", "tiny_test", "--wait", "False",
+         "--proposals", props, *common, "TEST.RPN_POST_NMS_TOP_N", "5"]) == 0
+    assert "Mean AP = " in capsys.readouterr().out
+
+    # the full run after it: steps 1 and 2 are found finished
+    alt_opt.train_alt_opt("SMALL", "tiny_trainval", copy_config(cfg), models, max_iters=(2, 2, 2, 2),
+                          generation_keys=keys)
+    text = capsys.readouterr().out
+    assert text.count("Step already finished") == 2 and text.count("Proposals already generated") == 1
+    assert os.path.exists(os.path.join(out, "SMALL_faster_rcnn_final.caffemodel"))

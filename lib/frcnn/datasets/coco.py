@@ -25,6 +25,20 @@ from frcnn.datasets.voc_xml import AnnotationWarning
 from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
+#: the 80 MS COCO category names in category-id order, the order of upstream's
+#: ``instances_*2014.json`` files and so of a COCO-trained net's ``cls_score`` rows 1..80
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush",
+)  # fmt: skip
+
 # splits whose images live in another split's folder
 COCO_VIEW_MAP = {"minival2014": "val2014", "valminusminival2014": "val2014", "test-dev2015": "test2015"}
 

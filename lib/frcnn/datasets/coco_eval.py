@@ -1,7 +1,11 @@
-"""COCO bbox evaluation with pycocotools and upstream's printout (``coco.py``)."""
+"""COCO bbox evaluation with pycocotools and upstream's printout (``coco.py``), then the
+paper's two numbers (Table 11: mAP@.5 and mAP@[.5, .95], in percent), labelled, and a
+``detection_results.json`` beside the detections for scripts that collect tables.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -9,6 +13,32 @@ from collections.abc import Sequence
 import numpy as np
 
 from frcnn.utils.io import atomic_write
+
+#: COCOeval's 12 summary numbers (``stats``), in its order
+STAT_NAMES = (
+    "AP@[.5,.95]", "AP@.5", "AP@.75", "AP@[.5,.95] small", "AP@[.5,.95] medium", "AP@[.5,.95] large",
+    "AR@[.5,.95] 1 det", "AR@[.5,.95] 10 dets", "AR@[.5,.95] 100 dets", "AR@[.5,.95] small",
+    "AR@[.5,.95] medium", "AR@[.5,.95] large",
+)  # fmt: skip
+
+
+def paper_numbers(result: dict, output_dir: str) -> str:
+    """Print the paper's two COCO numbers (percent, labelled) and write every number of
+    ``result`` to ``<output_dir>/detection_results.json``; returns the json's path."""
+    print("~~~~ The paper's COCO metrics (Table 11), in percent ~~~~")
+    print(f"mAP@.5 = {100 * result['ap50']:.1f}")
+    print(f"mAP@[.5,.95] = {100 * result['mean_ap']:.1f}")
+    path = os.path.join(output_dir, "detection_results.json")
+    summary = {
+        "mAP@.5": result["ap50"],
+        "mAP@[.5,.95]": result["mean_ap"],
+        "stats": dict(zip(STAT_NAMES, result["stats"])),
+        "ap": result["ap"],
+    }
+    with atomic_write(path, "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"Wrote the COCO numbers to: {path}")
+    return path
 
 
 def _mean_valid(precision: np.ndarray) -> float:
@@ -22,12 +52,15 @@ def coco_detection_eval(
     """COCOeval (bbox) of ``res_file``; prints AP@[.50:.95] overall and per class, then the
     standard summary; saves ``detection_results.npz``. ``cat_ids[k]`` is the category of
     ``classes[k + 1]``. Returns
-    ``{"ap": {class: AP}, "mean_ap": AP@[.5:.95], "ap50": AP@.5, "stats": [12 numbers]}``."""
+    ``{"ap": {class: AP}, "mean_ap": AP@[.5:.95], "ap50": AP@.5, "stats": [12 numbers]}``
+    and prints / writes them with :func:`paper_numbers`."""
     from pycocotools.cocoeval import COCOeval
 
     if num_results == 0:
         warnings.warn(f"{res_file}: no detections; every AP is 0", stacklevel=2)
-        return {"ap": {c: 0.0 for c in classes[1:]}, "mean_ap": 0.0, "ap50": 0.0, "stats": [0.0] * 12}
+        result = {"ap": {c: 0.0 for c in classes[1:]}, "mean_ap": 0.0, "ap50": 0.0, "stats": [0.0] * 12}
+        paper_numbers(result, output_dir)
+        return result
     coco_dt = coco_gt.loadRes(res_file)
     coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
     coco_eval.evaluate()
@@ -63,4 +96,6 @@ def coco_detection_eval(
             classes=np.array(list(classes), dtype=str),
         )
     print(f"Wrote COCO eval results to: {path}")
-    return {"ap": aps, "mean_ap": ap_default, "ap50": stats[1], "stats": stats}
+    result = {"ap": aps, "mean_ap": ap_default, "ap50": stats[1], "stats": stats}
+    paper_numbers(result, output_dir)
+    return result

@@ -12,6 +12,10 @@ class CombinedImdb(imdb):
     """The concatenation of member imdbs that share one class list (training only).
 
     Flipping flips each member, so the roidb order is upstream's: A, A flipped, B, B flipped.
+    RPN proposals (``config['rpn_file']``, as alt-opt and ``train_net.py --proposals`` set
+    it) are one file for the joined set, in its image order (what a proposal pass over the
+    joined set writes); each member reads its own part of it, so the gt rows, crowd rules
+    and checks of each member's ``rpn_roidb`` apply.
     """
 
     def __init__(self, imdbs: Sequence[imdb], name: str) -> None:
@@ -60,9 +64,24 @@ class CombinedImdb(imdb):
         return [e for d in self._imdbs for e in d.roidb]
 
     def set_proposal_method(self, method: str) -> None:
+        if method == "rpn" and self.config.get("rpn_file"):
+            self._share_rpn_file(self.config["rpn_file"])
         for d in self._imdbs:
             d.set_proposal_method(method)
         self.roidb_handler = self._member_roidbs
+
+    def _share_rpn_file(self, filename: str) -> None:
+        """Check that ``filename`` holds this joined set's images in order; point each member
+        at its part of it."""
+        from frcnn.datasets.proposals import load_proposal_ids
+
+        ids = load_proposal_ids(filename)
+        self._check_proposal_ids(filename, ids, ids)
+        start = 0
+        for d in self._imdbs:
+            d.config["rpn_file"] = filename
+            d.config["rpn_part"] = (start, start + d.num_images)
+            start += d.num_images
 
     def append_flipped_images(self) -> None:
         for d in self._imdbs:

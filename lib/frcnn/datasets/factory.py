@@ -9,7 +9,10 @@ Names:
   images in ``images/<split>/`` (or ``images/``). ``toy_trainval`` is the embedded toy set.
 - ``coco_json:<file.json>[:<image folder>]``: any COCO-format json; images are looked up by
   ``file_name`` in the given folder (default: the json's folder). Its name is the json's stem.
-- ``a+b``: the listed sets joined, for training.
+- ``a+b``: the listed sets joined, for training: the paper's "07+12" is
+  ``voc_2007_trainval+voc_2012_trainval``, "07++12" ``voc_2007_trainval+voc_2007_test+voc_2012_trainval``,
+  COCO "trainval" ``coco_2014_train+coco_2014_val``. RPN proposals for a joined set are one file
+  in the joined order (:class:`frcnn.datasets.combined.CombinedImdb`).
 """
 
 from __future__ import annotations
@@ -99,7 +102,10 @@ def get_imdb(name: str, cfg: Any) -> imdb:
     if "+" in name:
         from frcnn.datasets.combined import CombinedImdb
 
-        return CombinedImdb([get_imdb(n, cfg) for n in name.split("+")], name)
+        parts = name.split("+")
+        if not all(parts):
+            raise InputError(f"dataset '{name}': an empty name in a joined ('a+b') dataset")
+        return CombinedImdb([get_imdb(n, cfg) for n in parts], name)
     found = _upstream_imdb(name, data_dir, cache_dir)
     if found is not None:
         return found

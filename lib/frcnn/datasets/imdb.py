@@ -254,7 +254,9 @@ class imdb:
         return a
 
     def _load_rpn_roidb(self, gt_roidb: list | None) -> list[dict]:
-        """Roidb entries from ``config['rpn_file']`` (an ``.npz`` from ``save_proposals``)."""
+        """Roidb entries from ``config['rpn_file']`` (an ``.npz`` from ``save_proposals``).
+        ``config['rpn_part'] = (start, stop)``: this set's images are entries start..stop-1 of
+        the file (a joined set's file, see :class:`frcnn.datasets.combined.CombinedImdb`)."""
         from frcnn.datasets.proposals import load_proposals
 
         filename = self.config.get("rpn_file")
@@ -262,6 +264,9 @@ class imdb:
             raise InputError(f"imdb {self.name}: config['rpn_file'] is not set (the RPN proposal file)")
         print(f"loading {filename}")
         box_list, ids = load_proposals(filename)
+        part = self.config.get("rpn_part")
+        if part is not None:
+            box_list, ids = box_list[part[0] : part[1]], ids[part[0] : part[1]]
         self._check_proposal_ids(filename, box_list, ids)
         return self.create_roidb_from_box_list(box_list, gt_roidb)
 
@@ -271,7 +276,7 @@ class imdb:
                 f"{filename}: holds proposals for {len(box_list)} images, {self.name} has {self.num_images}"
             )
         if ids is not None:
-            expected = [str(x) for x in self._image_index]
+            expected = [str(x) for x in self.image_index]
             got = [str(x) for x in ids]
             if got != expected:
                 j = next(k for k in range(len(got)) if got[k] != expected[k])
@@ -289,7 +294,11 @@ class imdb:
         limit: int | None = None,
     ) -> dict:
         """Recall of gt boxes (rows with overlap 1) by proposals: greedy one-to-one matching,
-        best-covered gt first. Returns {'ar', 'recalls', 'thresholds', 'gt_overlaps'}."""
+        best-covered gt first; ``limit``: only the first N proposals of each image (in the
+        roidb's order, which is the proposal file's). ``thresholds``: the IoU thresholds
+        (default 0.5, 0.55, ..., 0.95; Figure 4 of the paper runs them to 1.0). Returns
+        {'ar', 'recalls', 'thresholds', 'gt_overlaps', 'num_pos'}: ``recalls[k]`` is the
+        fraction of the ``num_pos`` gt boxes covered at IoU >= ``thresholds[k]``."""
         if area not in _AREAS:
             raise InputError(f"evaluate_recall: unknown area range '{area}' (known: {', '.join(_AREAS)})")
         area_range = _AREA_RANGES[_AREAS[area]]
@@ -339,4 +348,5 @@ class imdb:
             "recalls": recalls,
             "thresholds": thresholds,
             "gt_overlaps": gt_overlaps,
+            "num_pos": num_pos,
         }

@@ -5,6 +5,14 @@
 image ids; ``load_proposals`` reads it back without unpickling. Upstream's RPN proposal
 files were pickles; they are refused (unsafe to load): regenerate them with
 ``tools/rpn_generate.py``.
+
+A file may hold more than the boxes: ``save_proposals(..., extra={...})`` adds named arrays
+(e.g. the per-image run time of ``tools/selective_search.py``), which ``load_proposals``
+ignores and :func:`load_proposal_extras` reads.
+
+How many proposals a Fast R-CNN run uses (``TRAIN.PROPOSAL_TOP_N`` / ``TEST.PROPOSAL_TOP_N``):
+the first N of each image in the file's order, by :func:`keep_first_proposals` (training
+roidb) and :func:`proposal_boxes` (testing).
 """
 
 from __future__ import annotations
@@ -20,8 +28,17 @@ from frcnn.utils.io import atomic_write
 PROPOSALS_FORMAT_VERSION = 1
 
 
-def save_proposals(path: str, boxes_list: Sequence[np.ndarray], image_ids: Sequence) -> None:
-    """Write proposals (one (R, 4) array per image, same order as ``image_ids``) atomically."""
+_RESERVED = ("version", "boxes", "lengths", "image_ids")
+
+#: the per-row fields of a roidb entry (one row per box), cut together by keep_first_proposals
+ROW_FIELDS = ("boxes", "gt_classes", "gt_overlaps", "seg_areas", "max_overlaps", "max_classes", "bbox_targets")
+
+
+def save_proposals(
+    path: str, boxes_list: Sequence[np.ndarray], image_ids: Sequence, extra: dict[str, np.ndarray] | None = None
+) -> None:
+    """Write proposals (one (R, 4) array per image, same order as ``image_ids``) atomically;
+    ``extra``: more named arrays to store (no object arrays)."""
     if len(boxes_list) != len(image_ids):
         raise InputError(
             f"save_proposals({path}): {len(boxes_list)} box arrays but {len(image_ids)} image ids"
@@ -37,6 +54,10 @@ def save_proposals(path: str, boxes_list: Sequence[np.ndarray], image_ids: Seque
             )
         arrays.append(b)
     boxes = np.concatenate(arrays, axis=0) if arrays else np.zeros((0, 4), np.float32)
+    extra = {k: np.asarray(v) for k, v in (extra or {}).items()}
+    for k, v in extra.items():
+        if k in _RESERVED or v.dtype == object:
+            raise InputError(f"save_proposals({path}): extra field '{k}' is reserved or an object array")
     with atomic_write(path) as f:
         np.savez(
             f,
@@ -44,11 +65,43 @@ def save_proposals(path: str, boxes_list: Sequence[np.ndarray], image_ids: Seque
             boxes=boxes,
             lengths=np.array([len(b) for b in arrays], dtype=np.int64),
             image_ids=np.array([str(x) for x in image_ids], dtype=str),
+            **extra,
         )
 
 
-def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
-    """(boxes_list, image_ids) from a file written by :func:`save_proposals`."""
+def load_proposal_extras(path: str) -> dict[str, np.ndarray]:
+    """The arrays a proposal file holds besides the boxes (``extra`` of :func:`save_proposals`)."""
+    with _open_npz(path) as z:
+        return {k: z[k] for k in z.files if k not in _RESERVED}
+
+
+def proposal_boxes(entry: dict, top_n: int = -1) -> np.ndarray:
+    """The proposal rows (``gt_classes == 0``) of a roidb entry, the first ``top_n`` of them
+    in the entry's (= the file's) order when ``top_n > 0``."""
+    boxes = entry["boxes"][np.asarray(entry["gt_classes"]) == 0]
+    return boxes[:top_n] if top_n > 0 else boxes
+
+
+def keep_first_proposals(roidb: list[dict], top_n: int) -> list[dict]:
+    """Cut every entry to its gt rows and its first ``top_n`` proposal rows (in order), in
+    place; ``top_n <= 0`` keeps everything. Returns ``roidb``."""
+    if top_n <= 0:
+        return roidb
+    for entry in roidb:
+        is_proposal = np.asarray(entry["gt_classes"]) == 0
+        rows = np.flatnonzero(is_proposal)
+        if len(rows) <= top_n:
+            continue
+        keep = ~is_proposal
+        keep[rows[:top_n]] = True
+        for key in ROW_FIELDS:
+            if key in entry:
+                entry[key] = np.asarray(entry[key])[keep]
+    return roidb
+
+
+def _open_npz(path: str):
+    """``np.load`` of a proposal ``.npz`` (no pickles), with errors that name the file."""
     if path.endswith(".pkl"):
         raise InputError(
             f"{path}: pickle proposal files are not read (unpickling is unsafe); "
@@ -62,7 +115,12 @@ def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
         raise InputError(f"{path}: not a readable .npz proposal file ({e})") from None
     if not hasattr(z, "files"):
         raise InputError(f"{path}: not an .npz proposal file (a single array)")
-    with z:
+    return z
+
+
+def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
+    """(boxes_list, image_ids) from a file written by :func:`save_proposals`."""
+    with _open_npz(path) as z:
         missing = [k for k in ("boxes", "lengths", "image_ids") if k not in z.files]
         if missing:
             raise InputError(f"{path}: not a proposal file (missing {', '.join(missing)})")
@@ -74,6 +132,14 @@ def load_proposals(path: str) -> tuple[list[np.ndarray], list[str]]:
         )
     offsets = np.concatenate(([0], np.cumsum(lengths)))
     return [boxes[offsets[i] : offsets[i + 1]].copy() for i in range(len(ids))], ids
+
+
+def load_proposal_ids(path: str) -> list[str]:
+    """The image ids of a file written by :func:`save_proposals`, without reading its boxes."""
+    with _open_npz(path) as z:
+        if "image_ids" not in z.files:
+            raise InputError(f"{path}: not a proposal file (missing image_ids)")
+        return [str(x) for x in z["image_ids"]]
 
 
 def load_selective_search_mat(path: str) -> tuple[list[np.ndarray], list[str] | None]:

@@ -216,7 +216,8 @@ class VOCFormatDataset(imdb):
         return self._load_rpn_roidb(None)
 
     def selective_search_roidb(self) -> list[dict]:
-        """gt + selective-search boxes from ``<proposals_dir>/<name>.mat`` (or ``.npz``)."""
+        """gt + selective-search boxes from ``<proposals_dir>/<name>.mat`` (or ``.npz``, or the
+        file ``tools/selective_search.py`` computed)."""
         path = self._proposal_file("selective_search")
         gt_roidb = self.gt_roidb() if self._include_gt_with_proposals() else None
         key = roidb_io.fingerprint(
@@ -235,14 +236,32 @@ class VOCFormatDataset(imdb):
 
         return self._cached_roidb(f"{self.name}_selective_search_roidb", key, build)
 
+    def image_paths(self) -> list[str]:
+        """The image file of every entry, in order."""
+        return [self.image_path_from_index(i) for i in self._image_index]
+
+    def selective_search_file(self) -> str:
+        """Where ``tools/selective_search.py`` writes this set's boxes (keyed by its images)."""
+        from frcnn.datasets.selective_search import cache_file
+
+        if not self._proposals_dir:
+            raise InputError(f"imdb {self.name}: no folder for selective_search proposals was given")
+        return cache_file(self._proposals_dir, self.name, self.image_paths())
+
     def _proposal_file(self, method: str) -> str:
+        """Upstream's ``<name>.mat``, else ``<name>.npz``, else (selective search) the file
+        ``tools/selective_search.py`` computed for these images."""
         if not self._proposals_dir:
             raise InputError(f"imdb {self.name}: no folder for {method} proposals was given")
         base = os.path.join(self._proposals_dir, self.name)
         for ext in (".mat", ".npz"):
             if os.path.exists(base + ext):
                 return base + ext
-        raise FileNotFoundError(f"{base}.mat: {method} data not found (nor {base}.npz)")
+        computed = self.selective_search_file() if method == "selective_search" else None
+        if computed is not None and os.path.exists(computed):
+            return computed
+        hint = f" nor {os.path.basename(computed)}; compute it with tools/selective_search.py --imdb {self.name}"
+        raise FileNotFoundError(f"{base}.mat: {method} data not found (nor {base}.npz{hint if computed else ''})")
 
     def _load_box_file_roidb(self, path: str, gt_roidb: list | None) -> list[dict]:
         from frcnn.datasets import ds_utils

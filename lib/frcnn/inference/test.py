@@ -10,7 +10,8 @@
 4. boxes decoded from ``bbox_pred`` (already un-normalised in the saved weights) and
    clipped to the image, or the proposals repeated K times without ``TEST.BBOX_REG``.
 
-``test_net`` keeps, per class, detections scoring ``> thresh`` (0.05), applies NMS at
+``test_net`` feeds a Fast R-CNN net the first ``TEST.PROPOSAL_TOP_N`` proposals of each
+image (all when <= 0) and keeps, per class, detections scoring ``> thresh`` (0.05), applies NMS at
 ``TEST.NMS``, limits each image to ``max_per_image`` detections (ties at the limit kept),
 saves ``detections.npz`` and evaluates through ``imdb.evaluate_detections``.
 """
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
+from frcnn.datasets.proposals import proposal_boxes
 from frcnn.inference.detections import empty_all_boxes, save_detections
 from frcnn.inference.on_device import decode_boxes, detections_on_device
 from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
@@ -216,8 +218,8 @@ def test_net(
     roidb = None if cfg.TEST.HAS_RPN else imdb.roidb
     for i in range(num_images):
         box_proposals = None
-        if roidb is not None:
-            box_proposals = roidb[i]["boxes"][roidb[i]["gt_classes"] == 0]
+        if roidb is not None:  # the first TEST.PROPOSAL_TOP_N proposals (all when <= 0)
+            box_proposals = proposal_boxes(roidb[i], cfg.TEST.PROPOSAL_TOP_N)
         im = read_image(imdb.image_path_at(i))
         t_detect.tic()
         scores, boxes = im_detect(net, im, box_proposals, cfg=cfg, timers=timers, on_device=on_device)

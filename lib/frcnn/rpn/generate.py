@@ -1,17 +1,26 @@
 """Generate RPN proposals over an imdb (upstream's ``lib/rpn/generate.py``).
 
 The net is an RPN-only test net (``rpn_test.prototxt``) whose proposal layer outputs
-``rois`` and ``scores``. Upstream's settings for proposal generation, which the caller
-puts into the config *before* building the net (the proposal layer reads them then):
-``TEST.RPN_PRE_NMS_TOP_N = -1`` (no cap) and ``TEST.RPN_POST_NMS_TOP_N = 2000``
-(:func:`proposal_generation_config`). Each image runs once, un-flipped, at
-``TEST.SCALES[0]`` / ``TEST.MAX_SIZE``; boxes are divided by the image scale (and clipped
-to the original image); scores are returned but not saved (as upstream).
+``rois`` and ``scores``. The counts, which the caller puts into the config *before* building
+the net (the proposal layer reads them then), come from :func:`proposal_generation_config`:
+upstream's ``TEST.RPN_PRE_NMS_TOP_N = -1`` (no cap) and ``TEST.RPN_POST_NMS_TOP_N = 2000``,
+except where the command line's ``--set`` names one of the two keys: that value is kept
+(upstream forced -1 / 2000 after ``--set``, so a file of 300 proposals could not be made).
+Config files do not count as naming them: their ``TEST.RPN_*`` values are the test settings
+of a full Faster R-CNN net (e.g. ``experiments/cfgs/toy.yml``), and alt-opt's training
+proposals stay upstream's 2000. ``test_counts=True`` keeps the config's values instead (the
+proposals a full test net would see, for testing a separate detector on them).
+
+Each image runs once, un-flipped, at ``TEST.SCALES[0]`` / ``TEST.MAX_SIZE``; boxes are
+divided by the image scale (and clipped to the original image); scores are returned but
+not saved (as upstream). The boxes of an image are in score order after NMS, so the first N
+of a file made with POST_NMS_TOP_N = M >= N are the file made with N.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,13 +32,36 @@ from frcnn.inference.test import _net_device, _numpy, get_image_blob
 from frcnn.utils.blob import read_image
 from frcnn.utils.timer import Timer
 
+#: upstream's proposal-generation counts: no pre-NMS filtering, the top 2000 after NMS
+GENERATION_COUNTS = {"TEST.RPN_PRE_NMS_TOP_N": -1, "TEST.RPN_POST_NMS_TOP_N": 2000}
 
-def proposal_generation_config(cfg: Any) -> Any:
-    """A copy of ``cfg`` with upstream's proposal-generation overrides."""
+
+def set_keys(set_cfgs: Sequence[str] | None) -> frozenset[str]:
+    """The KEY words of a ``--set KEY VALUE ...`` list (``args.set_cfgs`` of a tool)."""
+    return frozenset(str(k) for k in list(set_cfgs or [])[0::2])
+
+
+def proposal_generation_config(cfg: Any, keep: Iterable[str] = (), test_counts: bool = False) -> Any:
+    """A copy of ``cfg`` with upstream's proposal-generation counts, :data:`GENERATION_COUNTS`,
+    except for the keys in ``keep`` (those the command line's ``--set`` named, see
+    :func:`set_keys`), which keep their value; ``test_counts`` keeps both."""
     cfg = copy_config(cfg)
-    cfg.TEST.RPN_PRE_NMS_TOP_N = -1  # no pre-NMS filtering
-    cfg.TEST.RPN_POST_NMS_TOP_N = 2000  # limit top boxes after NMS to 2000
+    if test_counts:
+        return cfg
+    keep = set(keep)
+    for key, value in GENERATION_COUNTS.items():
+        if key not in keep:
+            cfg.TEST[key.split(".", 1)[1]] = value
     return cfg
+
+
+def counts_suffix(cfg: Any) -> str:
+    """``""`` for upstream's generation counts, else ``_pre<N>_post<M>``: a part of proposal
+    file names, so that files of other counts neither overwrite nor stand in for upstream's."""
+    pre, post = int(cfg.TEST.RPN_PRE_NMS_TOP_N), int(cfg.TEST.RPN_POST_NMS_TOP_N)
+    if (pre, post) == tuple(GENERATION_COUNTS.values()):
+        return ""
+    return f"_pre{pre}_post{post}"
 
 
 def im_proposals(net: Any, im: np.ndarray, cfg: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,18 @@ process to free GPU memory; here the steps run one after the other in this proce
 drop their nets before the next starts. A finished step is found by its final snapshot
 (or proposal file) and skipped when the command is rerun; an unfinished step resumes from
 its last snapshot. Intermediate snapshots of each step are deleted, as upstream.
+
+``stop_after`` (the paper's ablations, Table 2): 1 trains the stage-1 RPN alone (from
+ImageNet, "RPN trained alone": test its proposals with ``tools/rpn_generate.py`` on a detector
+trained on other proposals); 2 stops after step 2, the "unshared" system: the stage-1 RPN and
+the stage-1 Fast R-CNN, two nets with their own conv layers (test with
+``tools/rpn_generate.py --test_counts`` and ``tools/test_net.py --proposals``; the script
+``faster_rcnn_alt_opt.sh`` with ``STOP_AFTER=2`` does both). The models of the stopped run are
+copied to names of their own beside the snapshots (:func:`final_model_names`).
+
+The proposal steps use upstream's counts (-1 / 2000) unless ``generation_keys`` names
+``TEST.RPN_PRE_NMS_TOP_N`` / ``TEST.RPN_POST_NMS_TOP_N`` (the keys of the command line's
+``--set``, :func:`frcnn.rpn.generate.set_keys`); other counts change the proposal file names.
 """
 
 from __future__ import annotations
@@ -22,11 +34,12 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from frcnn.caffe.prototxt import parse_file
 from frcnn.config import copy_config, get_output_dir
+from frcnn.errors import InputError
 from frcnn.training import snapshot as snap
 from frcnn.training.train import get_roidb, set_random_seeds, train_net
 from frcnn.utils.io import atomic_write
@@ -98,17 +111,24 @@ def train_step(
     return model_paths[-1]
 
 
-def generate_step(imdb_name: str, rpn_model_path: str, cfg: Any, rpn_test_prototxt: str) -> str:
+def generate_step(
+    imdb_name: str, rpn_model_path: str, cfg: Any, rpn_test_prototxt: str, generation_keys: Iterable[str] = ()
+) -> str:
     """Proposals of an RPN model on the un-flipped imdb; returns the ``.npz`` path."""
     from frcnn.caffe import TEST, Net
     from frcnn.config import device_from_config
     from frcnn.datasets.factory import get_imdb
-    from frcnn.rpn.generate import imdb_proposals, proposal_generation_config, save_imdb_proposals
+    from frcnn.rpn.generate import (
+        counts_suffix,
+        imdb_proposals,
+        proposal_generation_config,
+        save_imdb_proposals,
+    )
 
-    cfg = proposal_generation_config(cfg)
+    cfg = proposal_generation_config(cfg, keep=generation_keys)
     imdb = get_imdb(imdb_name, cfg)
     rpn_net_name = os.path.splitext(os.path.basename(rpn_model_path))[0]
-    path = os.path.join(get_output_dir(cfg, imdb.name), rpn_net_name + "_proposals.npz")
+    path = os.path.join(get_output_dir(cfg, imdb.name), f"{rpn_net_name}_proposals{counts_suffix(cfg)}.npz")
     if os.path.exists(path):
         print(f"Proposals already generated: {path}")
         return path
@@ -123,6 +143,25 @@ def generate_step(imdb_name: str, rpn_model_path: str, cfg: Any, rpn_test_protot
     return path
 
 
+#: what each step trains (the names of the copies a run stopped after that step leaves)
+STEP_MODELS = ("rpn_stage1", "fast_rcnn_stage1", "rpn_stage2", "faster_rcnn")
+
+
+def final_model_names(net_name: str, stop_after: int = 4) -> list[str]:
+    """The final-model files of a run stopped after ``stop_after``: 4 gives
+    ``<net>_faster_rcnn_final.caffemodel`` (upstream's), 1 ``<net>_rpn_stage1_final``,
+    2 ``<net>_fast_rcnn_stage1_final`` and ``<net>_rpn_stage1_final`` (the unshared pair: the
+    detector first), 3 ``<net>_rpn_stage2_final``."""
+    steps = [2, 1] if stop_after == 2 else [stop_after]
+    return [f"{net_name}_{STEP_MODELS[k - 1]}_final.caffemodel" for k in steps]
+
+
+def _copy_model(src: str, dst: str) -> str:
+    with open(src, "rb") as f, atomic_write(dst, "wb") as g:
+        shutil.copyfileobj(f, g)
+    return dst
+
+
 def _banner(text: str) -> None:
     print("~" * 70 + f"\n{text}\n" + "~" * 70, flush=True)
 
@@ -134,34 +173,54 @@ def train_alt_opt(
     models_dir: str,
     pretrained_model: str | None = None,
     max_iters: Sequence[int] = STAGE_ITERS,
+    stop_after: int = 4,
+    generation_keys: Iterable[str] = (),
 ) -> str:
-    """Run the four steps; return the path of ``<net_name>_faster_rcnn_final.caffemodel``.
+    """Run the four steps (or the first ``stop_after``); return the path of the final model,
+    ``<net_name>_faster_rcnn_final.caffemodel`` after all four (see :func:`final_model_names`).
 
     ``models_dir`` is the folder holding the stage prototxts and solvers (normally
     ``<MODELS_DIR>/<net_name>/faster_rcnn_alt_opt``).
     """
     if len(max_iters) != 4 or any(int(i) <= 0 for i in max_iters):
         raise ValueError(f"max_iters: expected 4 positive iteration counts, got {list(max_iters)}")
-    solvers = [model_file(models_dir, s) for s in SOLVERS]
+    if stop_after not in (1, 2, 3, 4):
+        raise InputError(f"stop_after: expected a step 1, 2, 3 or 4, got {stop_after!r}")
+    solvers = [model_file(models_dir, s) for s in SOLVERS[:stop_after]]
     rpn_test = model_file(models_dir, "rpn_test")
+    models: list[str] = []
 
     _banner("Stage 1 RPN, init from ImageNet model")
     rpn1 = train_step(imdb_name, pretrained_model, solvers[0], max_iters[0], rpn_stage_config(cfg, "stage1"))
-    _banner("Stage 1 RPN, generate proposals")
-    proposals1 = generate_step(imdb_name, rpn1, cfg, rpn_test)
-    _banner("Stage 1 Fast R-CNN using RPN proposals, init from ImageNet model")
-    frcn1 = train_step(
-        imdb_name, pretrained_model, solvers[1], max_iters[1], fast_rcnn_stage_config(cfg, "stage1"), proposals1
-    )
-    _banner("Stage 2 RPN, init from stage 1 Fast R-CNN model")
-    rpn2 = train_step(imdb_name, frcn1, solvers[2], max_iters[2], rpn_stage_config(cfg, "stage2"))
-    _banner("Stage 2 RPN, generate proposals")
-    proposals2 = generate_step(imdb_name, rpn2, cfg, rpn_test)
-    _banner("Stage 2 Fast R-CNN, init from stage 2 RPN R-CNN model")
-    frcn2 = train_step(imdb_name, rpn2, solvers[3], max_iters[3], fast_rcnn_stage_config(cfg, "stage2"), proposals2)
+    models.append(rpn1)
+    if stop_after >= 2:
+        _banner("Stage 1 RPN, generate proposals")
+        proposals1 = generate_step(imdb_name, rpn1, cfg, rpn_test, generation_keys)
+        _banner("Stage 1 Fast R-CNN using RPN proposals, init from ImageNet model")
+        frcn1 = train_step(
+            imdb_name, pretrained_model, solvers[1], max_iters[1], fast_rcnn_stage_config(cfg, "stage1"), proposals1
+        )
+        models.append(frcn1)
+    if stop_after >= 3:
+        _banner("Stage 2 RPN, init from stage 1 Fast R-CNN model")
+        rpn2 = train_step(imdb_name, frcn1, solvers[2], max_iters[2], rpn_stage_config(cfg, "stage2"))
+        models.append(rpn2)
+    if stop_after >= 4:
+        _banner("Stage 2 RPN, generate proposals")
+        proposals2 = generate_step(imdb_name, rpn2, cfg, rpn_test, generation_keys)
+        _banner("Stage 2 Fast R-CNN, init from stage 2 RPN R-CNN model")
+        frcn2 = train_step(
+            imdb_name, rpn2, solvers[3], max_iters[3], fast_rcnn_stage_config(cfg, "stage2"), proposals2
+        )
+        models.append(frcn2)
 
-    final_path = os.path.join(os.path.dirname(frcn2), f"{net_name}_faster_rcnn_final.caffemodel")
-    with open(frcn2, "rb") as src, atomic_write(final_path, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    print(f"Final model: {final_path}")
-    return final_path
+    folder = os.path.dirname(models[-1])
+    names = final_model_names(net_name, stop_after)
+    sources = [models[1], models[0]] if stop_after == 2 else [models[-1]]
+    finals = [_copy_model(src, os.path.join(folder, name)) for src, name in zip(sources, names)]
+    if stop_after == 2:
+        print(f"Stage-1 RPN (unshared): {finals[1]}")
+    elif stop_after < 4:
+        print(f"Stopped after step {stop_after} (--stop_after {stop_after})")
+    print(f"Final model: {finals[0]}")
+    return finals[0]

@@ -23,7 +23,8 @@ def get_training_roidb(imdb: Any, cfg: Any) -> list[dict]:
 
 def get_roidb(imdb_name: str, cfg: Any, rpn_file: str | None = None) -> tuple[list[dict], Any]:
     """The training roidb of ``imdb_name`` (``a+b`` joins sets) with ``TRAIN.PROPOSAL_METHOD``
-    (and ``rpn_file``, the proposal ``.npz``, for the ``rpn`` method); returns (roidb, imdb)."""
+    (and ``rpn_file``, the proposal ``.npz``, for the ``rpn`` method), cut to the first
+    ``TRAIN.PROPOSAL_TOP_N`` proposals of each image when > 0; returns (roidb, imdb)."""
     from frcnn.datasets.factory import get_imdb
 
     imdb = get_imdb(imdb_name, cfg)
@@ -32,6 +33,11 @@ def get_roidb(imdb_name: str, cfg: Any, rpn_file: str | None = None) -> tuple[li
         imdb.config["rpn_file"] = rpn_file
     imdb.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
     print(f"Set proposal method: {cfg.TRAIN.PROPOSAL_METHOD}")
+    if cfg.TRAIN.PROPOSAL_TOP_N > 0:  # before flipping: the flipped copies inherit the cut
+        from frcnn.datasets.proposals import keep_first_proposals
+
+        keep_first_proposals(imdb.roidb, cfg.TRAIN.PROPOSAL_TOP_N)
+        print(f"Kept the first {cfg.TRAIN.PROPOSAL_TOP_N} proposals of each image (TRAIN.PROPOSAL_TOP_N)")
     return get_training_roidb(imdb, cfg), imdb
 
 

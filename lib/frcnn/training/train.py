@@ -36,6 +36,7 @@ from frcnn.training.data import filter_roidb, get_roidb, get_training_roidb
 from frcnn.training.hooks import TrainingDiverged, default_hooks
 from frcnn.training.loop import Hook, TrainLoop
 from frcnn.training.run_lock import RunLock
+from frcnn.training.schedule import apply_solver_overrides
 
 __all__ = [
     "Hook",
@@ -121,6 +122,10 @@ class SolverWrapper:
         self.solver = SGDSolver(solver_prototxt, cfg)
         # snapshots are ours (un-normalised bbox_pred, resume state); upstream's solvers say 0 too
         self.solver.param.snapshot = 0
+        overridden = apply_solver_overrides(self.solver.param, cfg)
+        if overridden:
+            print("Solver settings from the config (TRAIN.SOLVER_*): "
+                  + ", ".join(f"{k} {new} (solver file: {old})" for k, (old, new) in overridden.items()))
         self.net = self.solver.net
         #: (iteration, total loss) of every iteration this process ran, for reports and tests
         self.loss_history: list[tuple[int, float]] = []
