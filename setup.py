@@ -61,10 +61,13 @@ def get_extensions():
         sources += cuda_sources
         define_macros.append(("WITH_CUDA", None))
         extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr"]
+    # the headers: a header edit rebuilds the extension (build_ext compares them with the .so too)
+    headers = sorted(glob.glob(os.path.join("csrc", "*.h")) + glob.glob(os.path.join("csrc", "*", "*.h")))
     exts.append(
         ext_cls(
             "frcnn._C",
             sources,
+            depends=headers,
             include_dirs=[os.path.join(ROOT, "csrc")],
             define_macros=define_macros,
             extra_compile_args=extra,

@@ -101,6 +101,11 @@ def get_default_config() -> EasyDict:
     C.TRAIN.ASPECT_GROUPING = True
     # Use RPN to detect objects
     C.TRAIN.HAS_RPN = False
+    # Mixed precision for training (not in upstream): "none" (float32, Caffe's arithmetic),
+    # "bf16" or "fp16" (torch.autocast: convolutions and inner products in that type, every
+    # other layer, the losses and the Python layers in float32; "fp16" adds a dynamic loss
+    # scaler that skips the update of an iteration whose gradients overflow)
+    C.TRAIN.AMP = "none"
     # IOU >= thresh: positive example
     C.TRAIN.RPN_POSITIVE_OVERLAP = 0.7
     # IOU < thresh: negative example
@@ -166,6 +171,16 @@ def get_default_config() -> EasyDict:
     C.TEST.PROPOSAL_TOP_N = -1
     # NMS threshold used on RPN proposals
     C.TEST.RPN_NMS_THRESH = 0.7
+    # Post-process on the net's device (not in upstream): box decoding, score threshold,
+    # per-class NMS in one batched call and the top max_per_image in torch, one copy of the
+    # final detections to the host. False: upstream's NumPy post-processing (the reference).
+    # On the CPU both write the same detections, bit for bit (tests/inference/test_on_device.py)
+    C.TEST.DEVICE_POSTPROCESS = True
+    # Replay the conv trunk and the RPN head from a CUDA graph (not in upstream): captured for
+    # the first input size; other sizes, and the CPU, run as usual (with a message)
+    C.TEST.CUDA_GRAPH = False
+    # Mixed precision for testing (not in upstream): "none", "bf16" or "fp16" (see TRAIN.AMP)
+    C.TEST.AMP = "none"
     # Number of top scoring boxes to keep before apply NMS to RPN proposals
     C.TEST.RPN_PRE_NMS_TOP_N = 6000
     # Number of top scoring boxes to keep after applying NMS to RPN proposals
@@ -216,6 +231,15 @@ def get_default_config() -> EasyDict:
     C.USE_GPU_NMS = True
     # Default GPU device id; -1 means run on the CPU (set by --cpu or GPU_ID "cpu")
     C.GPU_ID = 0
+    # TensorFloat-32 on NVIDIA GPUs from Ampere on (not in upstream): True lets cuDNN
+    # convolutions and matrix products round their inputs to 10-bit mantissas (faster);
+    # False keeps both in full float32, as Caffe computed. Process-wide (torch.backends
+    # flags), set when a Net is built with this config. torch's own default would be TF32
+    # convolutions with float32 matrix products; False is chosen to keep Caffe's numbers.
+    C.TF32 = False
+    # Channels-last (NHWC) memory layout for the convolutions (not in upstream): the same
+    # numbers to rounding, faster convolutions on tensor-core GPUs
+    C.CHANNELS_LAST = False
     return C
 
 

@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytest.importorskip("pycocotools")  # optional (COCO only): these tests skip without it
+
 from frcnn.datasets.coco import COCODataset
 from frcnn.datasets.factory import get_imdb
 from frcnn.datasets.proposals import save_proposals

@@ -8,9 +8,13 @@ from frcnn.datasets.factory import get_imdb
 from frcnn.datasets.voc_xml import AnnotationWarning
 
 
-def test_voc_and_coco_names_point_at_upstream_folders(data_cfg):
+def test_voc_names_point_at_upstream_folders(data_cfg):
     with pytest.raises(FileNotFoundError, match=r"VOCdevkit2007: VOCdevkit path does not exist.*ln -s"):
         get_imdb("voc_2007_trainval", data_cfg)
+
+
+def test_coco_names_point_at_upstream_folders(data_cfg):
+    pytest.importorskip("pycocotools")  # optional (COCO only): a GPU check machine may lack it
     with pytest.raises(FileNotFoundError, match=r"coco/annotations/instances_minival2014.json"):
         get_imdb("coco_2014_minival", data_cfg)
     with pytest.raises(FileNotFoundError, match=r"coco/annotations/image_info_test-dev2015.json"):

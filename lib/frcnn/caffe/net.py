@@ -21,7 +21,9 @@ from .blob import Blob, ParamBlob
 from .layers import Layer, layer_class
 from .layers.base import MAX_BLOB_COUNT, prod
 from .layers.data import Input
+from .layers.linear import Convolution
 from .netspec import load, net_layers
+from .precision import Precision, autocast, autocast_active, float32_region, set_tf32, widen
 from .prototxt import Message, PrototxtError
 
 if TYPE_CHECKING:
@@ -77,6 +79,10 @@ class Net(torch.nn.Module):
     ``cfg``: the run's config, handed to Python layers (default: ``get_default_config()``).
     ``allow_python_modules``: True or a list of extra Python-layer module names to allow.
     ``retain_diffs``: keep gradients of intermediate blobs (``net.blobs[n].diff``).
+
+    Precision (:mod:`frcnn.caffe.precision`): the config's ``TRAIN.AMP`` (TRAIN nets) or
+    ``TEST.AMP`` (TEST nets) and ``CHANNELS_LAST`` are kept in ``net.precision`` and used by
+    every forward; a config passed here also sets ``TF32`` (a process-wide torch flag).
     """
 
     def __init__(self, prototxt: str | Message, weights: str | None = None, phase: str = TEST, cfg: Any = None,
@@ -101,9 +107,14 @@ class Net(torch.nn.Module):
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
         if cfg is None:  # a net built on its own (e.g. an upstream prototxt): the defaults, made once here
             cfg = get_default_config()
+        else:
+            set_tf32(cfg.get("TF32", False))
+        #: autocast type and memory layout of every forward (see the class docstring)
+        self.precision = Precision.from_config(cfg, phase)
         ctx = {"cfg": cfg, "allow_python_modules": allow_python_modules}
         self._build(net_layers(msg, phase, level, tuple(stages)), ctx)
         self.train(phase == TRAIN)
+        self.set_channels_last(self.precision.channels_last)
         self.loss: torch.Tensor | None = None
         if weights is not None:
             self.copy_from(weights)
@@ -207,6 +218,13 @@ class Net(torch.nn.Module):
     def device(self) -> torch.device:
         return self._device_anchor.device
 
+    def set_channels_last(self, enabled: bool) -> None:
+        """Convolutions take their inputs and weights in NHWC memory order (``CHANNELS_LAST``)."""
+        self.precision = Precision(self.precision.amp, bool(enabled))
+        for layer in self.layer_list:
+            if isinstance(layer, Convolution):
+                layer.channels_last = bool(enabled)
+
     def learnable_params(self) -> list[tuple[str, int, torch.nn.Parameter, Any]]:
         """(layer, index, parameter, ParamSpec) for every distinct blob with lr_mult != 0."""
         seen: set[int] = set()
@@ -237,7 +255,10 @@ class Net(torch.nn.Module):
             self._blobs[k].data = _as_tensor(v, device, k)
         values: dict[str, torch.Tensor] = {}
         loss = None
-        with torch.set_grad_enabled(self.compute_grad and torch.is_grad_enabled()):
+        grad = torch.set_grad_enabled(self.compute_grad and torch.is_grad_enabled())
+        with grad, autocast(device.type, self.precision.amp):
+            # under autocast (ours or the caller's) the float32 layers get float32 bottoms
+            mixed = self.precision.amp is not None or autocast_active(device.type)
             for idx in range(lo, hi + 1):
                 layer = self.layer_list[idx]
                 if isinstance(layer, Input):
@@ -249,7 +270,11 @@ class Net(torch.nn.Module):
                     x = values[b] if b in values else self._blobs[b].data
                     bottoms.append(x if prop else x.detach())
                 try:
-                    tops = layer(*bottoms)
+                    if mixed and not layer.low_precision:
+                        with float32_region(device.type):
+                            tops = layer(*[widen(x) for x in bottoms])
+                    else:
+                        tops = layer(*bottoms)
                 except (MemoryError, RuntimeError) as e:
                     if not _out_of_memory(e):
                         raise

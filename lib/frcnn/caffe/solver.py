@@ -7,6 +7,9 @@ rate of the policy at the current iteration (before the increment); clip gradien
 (1) ``g /= iter_size``, (2) ``g += weight_decay * decay_mult * w`` (L2; L1 uses sign(w)),
 (3) ``v = momentum * v + local_rate * g``, (4) ``w -= v``; ``iter += 1``; snapshot every
 ``snapshot`` iterations. Blobs with ``lr_mult: 0`` never change (their history stays 0).
+With float16 training (``TRAIN.AMP`` "fp16") the loss is scaled before backward and the
+gradients unscaled before the update, which is skipped for an iteration whose gradients
+overflow (``frcnn.caffe.precision.LossScaler``; the iteration still counts).
 
 The displayed loss is smoothed over ``average_loss`` iterations *within one ``step()`` call*
 (Caffe restarts the smoothing at each call, so py-faster-rcnn's ``step(1)`` loop printed the
@@ -20,6 +23,7 @@ relative to the working directory, as in Caffe.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import time
@@ -29,6 +33,7 @@ import torch
 
 from . import solver_state as st
 from .net import TRAIN, Net
+from .precision import LossScaler
 from .prototxt import Message
 from .solver_param import SolverParameter, read_solver
 
@@ -67,6 +72,8 @@ class SGDSolver:
             from frcnn.config import device_from_config
 
             self.net.to(device_from_config(cfg))
+        #: float16 training (TRAIN.AMP "fp16"): dynamic loss scaling around Caffe's update
+        self.scaler = LossScaler(self.net.device) if self.net.precision.amp == torch.float16 else None
         self.iter = 0
         self.current_step = 0
         #: this process's rank in a data-parallel run (0 alone); with the iteration and the pass it
@@ -106,7 +113,12 @@ class SGDSolver:
             display = p.display > 0 and self.iter % p.display == 0
             if display:
                 self._log_iteration(smoothed, outputs)
-            self._apply_update(display)
+            if self.scaler is None:
+                self._apply_update(display)
+            elif not self.scaler.step([p for _, _, p, _ in self.net.learnable_params()],
+                                      functools.partial(self._apply_update, display)):
+                _emit(f"Iteration {self.iter}: float16 gradients overflowed; update skipped, "
+                      f"loss scale now {_g(self.scaler.current)}")
             self.iter += 1
             if p.snapshot > 0 and self.iter % p.snapshot == 0:
                 self.snapshot()
@@ -124,7 +136,7 @@ class SGDSolver:
             if self.net.loss is None:
                 raise RuntimeError(f"{self.param.source}: the train net has no loss (no *Loss layer or loss_weight)")
             if self.net.loss.requires_grad:
-                self.net.loss.backward()
+                (self.net.loss if self.scaler is None else self.scaler.scale(self.net.loss)).backward()
             total += float(self.net.loss.detach())
             for name in self.net.loss_weights:
                 if name in outputs:
@@ -232,6 +244,7 @@ class SGDSolver:
             "iter": self.iter, "current_step": self.current_step, "learned_net": learned,
             "history": {k: v.detach().cpu() for k, v in self.history.items()},
             "rng": st.capture_rng(), "layers": layers,
+            **({} if self.scaler is None else {"loss_scaler": self.scaler.state_dict()}),
         })
 
     def restore(self, path: str) -> None:
@@ -251,6 +264,8 @@ class SGDSolver:
                 raise ValueError(f"{path}: holds the state of layer '{name}', which the net lacks")
             by_name[name].set_state(st.from_safe(layer_state))
         st.restore_rng(state["rng"])
+        if self.scaler is not None and "loss_scaler" in state:
+            self.scaler.load_state_dict(state["loss_scaler"])
         self._timer = None
 
 

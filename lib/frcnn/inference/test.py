@@ -27,6 +27,7 @@ import torch
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
 from frcnn.datasets.proposals import proposal_boxes
 from frcnn.inference.detections import empty_all_boxes, save_detections
+from frcnn.inference.on_device import decode_boxes, detections_on_device
 from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
 from frcnn.utils.timer import Timer
 
@@ -80,14 +81,17 @@ def im_detect(
     *,
     cfg: Any,
     timers: dict[str, Timer] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    on_device: bool = False,
+) -> tuple[Any, Any]:
     """Detect object classes in a BGR image.
 
     Returns ``scores`` (R, K) and ``boxes`` (R, 4K) in original-image pixels. ``boxes`` are
     the proposals (R, 4) for a Fast R-CNN net; None for a net with an RPN
     (``cfg.TEST.HAS_RPN``). ``cfg`` is the run's config (upstream read a global one), a
     required keyword. ``timers``, if given, gets ``preprocess``, ``forward`` and
-    ``postprocess`` entries.
+    ``postprocess`` entries. With ``on_device`` the two are float32 tensors left on the net's
+    device (decoded by :func:`frcnn.inference.on_device.decode_boxes`, the same numbers);
+    otherwise NumPy arrays, as upstream.
     """
     timers = timers if timers is not None else {}
     for name in ("preprocess", "forward", "postprocess"):
@@ -120,11 +124,20 @@ def im_detect(
     with torch.no_grad():
         out = net.forward(**tensors)
         scores_t = net.blobs["cls_score"].data if cfg.TEST.SVM else out["cls_prob"]
-        scores = _numpy(scores_t)  # copies to the host: the forward is finished here
-        deltas = _numpy(out["bbox_pred"]) if cfg.TEST.BBOX_REG else None
-        if has_rpn:
-            rois_out = _numpy(net.blobs["rois"].data)
+        deltas_t = out["bbox_pred"] if cfg.TEST.BBOX_REG else None
+        rois_t = net.blobs["rois"].data if has_rpn else None
+        if not on_device:
+            scores = _numpy(scores_t)  # copies to the host: the forward is finished here
+            deltas = _numpy(deltas_t) if deltas_t is not None else None
+            if has_rpn:
+                rois_out = _numpy(rois_t)
     timers["forward"].toc()
+
+    if on_device:
+        timers["postprocess"].tic()
+        scores_t, pred_t = _decode_on_device(scores_t, deltas_t, rois_t, boxes, im_scales[0], im.shape, inv_index)
+        timers["postprocess"].toc()
+        return scores_t, pred_t
 
     timers["postprocess"].tic()
     if has_rpn:
@@ -139,6 +152,26 @@ def im_detect(
         scores, pred_boxes = scores[inv_index, :], pred_boxes[inv_index, :]
     timers["postprocess"].toc()
     return scores, pred_boxes
+
+
+def _decode_on_device(scores: torch.Tensor, deltas: torch.Tensor | None, rois: torch.Tensor | None,
+                      boxes: np.ndarray | None, im_scale: float, im_shape: tuple,
+                      inv_index: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """im_detect's post-processing in torch on the outputs' device (``on_device``)."""
+    scores = scores.detach().float()
+    scores = scores.reshape(scores.shape[0], -1)
+    if deltas is not None:
+        deltas = deltas.detach().float()
+        deltas = deltas.reshape(deltas.shape[0], -1)
+    if rois is not None:  # RPN: the net's RoIs are in input pixels
+        pred = decode_boxes(rois.detach()[:, 1:5], deltas, scores.shape[1], im_shape, scale=im_scale)
+    else:
+        pred = decode_boxes(torch.from_numpy(np.asarray(boxes, dtype=np.float64)).to(scores.device), deltas,
+                            scores.shape[1], im_shape)
+    if inv_index is not None:
+        index = torch.from_numpy(inv_index.reshape(-1)).to(scores.device)
+        scores, pred = scores[index], pred[index]
+    return scores, pred
 
 
 def detections_for_image(
@@ -175,10 +208,13 @@ def test_net(
     from frcnn.boxes.nms import nms_from_config
 
     nms_fn = nms_from_config(cfg)  # USE_GPU_NMS: the configured GPU, else the CPU
+    on_device = bool(cfg.TEST.DEVICE_POSTPROCESS)  # else upstream's NumPy post-processing
+    net = _maybe_graphed(net, cfg)
     num_images = len(imdb.image_index)
     all_boxes = empty_all_boxes(imdb.num_classes, num_images)
-    timers = {name: Timer() for name in ("preprocess", "forward", "postprocess")}
-    t_detect, t_misc = Timer(), Timer()
+    sync = _device_sync(_net_device(net)) if on_device else None  # device work is asynchronous
+    timers = {name: Timer(sync=sync) for name in ("preprocess", "forward", "postprocess")}
+    t_detect, t_misc = Timer(sync=sync), Timer(sync=sync)
     roidb = None if cfg.TEST.HAS_RPN else imdb.roidb
     for i in range(num_images):
         box_proposals = None
@@ -186,10 +222,13 @@ def test_net(
             box_proposals = proposal_boxes(roidb[i], cfg.TEST.PROPOSAL_TOP_N)
         im = read_image(imdb.image_path_at(i))
         t_detect.tic()
-        scores, boxes = im_detect(net, im, box_proposals, cfg=cfg, timers=timers)
+        scores, boxes = im_detect(net, im, box_proposals, cfg=cfg, timers=timers, on_device=on_device)
         t_detect.toc()
         t_misc.tic()
-        dets = detections_for_image(scores, boxes, nms_fn, cfg.TEST.NMS, thresh, max_per_image)
+        if on_device:
+            dets = detections_on_device(scores, boxes, cfg.TEST.NMS, thresh, max_per_image)
+        else:
+            dets = detections_for_image(scores, boxes, nms_fn, cfg.TEST.NMS, thresh, max_per_image)
         for j in range(1, imdb.num_classes):
             all_boxes[j][i] = dets[j]
         t_misc.toc()
@@ -210,6 +249,22 @@ def test_net(
     print(f"Wrote detections to {det_file}")
     print("Evaluating detections")
     return imdb.evaluate_detections(all_boxes, output_dir)
+
+
+def _device_sync(device: torch.device) -> Any:
+    """A synchronisation of ``device`` for timers (None on the CPU, where work is synchronous)."""
+    if device.type != "cuda":
+        return None
+    return lambda: torch.cuda.synchronize(device)
+
+
+def _maybe_graphed(net: Any, cfg: Any) -> Any:
+    """The net, or with ``TEST.CUDA_GRAPH`` its trunk and RPN head replayed from a CUDA graph."""
+    if not cfg.TEST.CUDA_GRAPH:
+        return net
+    from frcnn.inference.cuda_graph import graphed_net
+
+    return graphed_net(net)
 
 
 def apply_nms(all_boxes: list, thresh: float, nms_fn: Any = None) -> list:

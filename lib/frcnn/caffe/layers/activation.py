@@ -10,6 +10,8 @@ from .base import Layer, Shape, register
 
 
 class _Elementwise(Layer):
+    low_precision = True  # element-wise, as precise as its input type
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1)

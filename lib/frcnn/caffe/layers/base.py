@@ -85,6 +85,9 @@ class Layer(torch.nn.Module):
     is_loss = False
     #: False for blobs that hold statistics rather than weights (BatchNorm): never trained
     learnable_blobs = True
+    #: True for a layer that may run under autocast on float16/bfloat16 bottoms (exact or
+    #: autocast-managed arithmetic); the others get float32 bottoms (frcnn.caffe.precision)
+    low_precision = False
 
     def __init__(self, lp: Message, phase: str) -> None:
         super().__init__()

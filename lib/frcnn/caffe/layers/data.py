@@ -83,6 +83,9 @@ class DummyData(Layer):
 class ROIPooling(Layer):
     """Caffe's RoI max pooling; the kernel is ``frcnn.ops.roi_pool`` (imported at first use)."""
 
+    #: max pooling is exact in any type; the op pools float16/bfloat16 features in float32
+    low_precision = True
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(2)
@@ -107,4 +110,6 @@ class ROIPooling(Layer):
             rois = rois.reshape(rois.shape[0], -1)
         if rois.shape[1] != 5:
             raise self.error(f"rois must be (R, 5) [batch, x1, y1, x2, y2], got shape {tuple(rois.shape)}")
-        return (roi_pool(features, rois.to(features.dtype), self.pooled_h, self.pooled_w, self.spatial_scale),)
+        # RoIs in the features' type, but never below float32 (a bfloat16 x of 600 is off by 2 px)
+        dtype = torch.float32 if features.dtype in (torch.float16, torch.bfloat16) else features.dtype
+        return (roi_pool(features, rois.to(dtype), self.pooled_h, self.pooled_w, self.spatial_scale),)

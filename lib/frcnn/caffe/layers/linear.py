@@ -44,6 +44,10 @@ def conv_out(size: int | None, k: int, p: int, s: int, d: int = 1) -> int | None
 
 @register("Convolution")
 class Convolution(Layer):
+    low_precision = True  # autocast computes it in its type
+    #: inputs and weights in NHWC memory order (Net.set_channels_last)
+    channels_last = False
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1, 99)
@@ -109,8 +113,13 @@ class Convolution(Layer):
             self.materialize(shapes, x0.device)
         w = self.blobs[0]
         b = self.blobs[1] if self.bias_term else None
+        if self.channels_last and not w.is_contiguous(memory_format=torch.channels_last):
+            with torch.no_grad():  # once: the parameter keeps its identity (the solver holds it)
+                w.data = w.data.contiguous(memory_format=torch.channels_last)
         outs = []
         for x in bottoms:
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             if x.dim() != 4 or x.shape[1] != w.shape[1] * self.group:
                 raise self.error(f"bottom shape {tuple(x.shape)} does not fit weights {tuple(w.shape)} "
                                  f"(group {self.group})")
@@ -121,6 +130,8 @@ class Convolution(Layer):
 
 @register("InnerProduct")
 class InnerProduct(Layer):
+    low_precision = True  # autocast computes it in its type
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1)

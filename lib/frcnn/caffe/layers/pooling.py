@@ -63,6 +63,8 @@ def caffe_pool2d(x: torch.Tensor, method: str, kernel: tuple[int, int], stride: 
 
 @register("Pooling")
 class Pooling(Layer):
+    low_precision = True  # max: exact in any type; average: as precise as its input type
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1)

@@ -50,6 +50,8 @@ def reshape_dims(layer: Layer, bottom: tuple, dims: list[int], axis: int, num_ax
 
 @register("Reshape")
 class Reshape(Layer):
+    low_precision = True  # moves values: no arithmetic of its own
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1)
@@ -69,6 +71,8 @@ class Reshape(Layer):
 
 @register("Flatten")
 class Flatten(Layer):
+    low_precision = True  # moves values: no arithmetic of its own
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1)
@@ -98,6 +102,8 @@ class Flatten(Layer):
 
 @register("Concat")
 class Concat(Layer):
+    low_precision = True  # moves values: no arithmetic of its own
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1, 10**6)
@@ -133,6 +139,8 @@ class Concat(Layer):
 
 @register("Split")
 class Split(Layer):
+    low_precision = True  # moves values: no arithmetic of its own
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_bottoms(1)
@@ -143,6 +151,8 @@ class Split(Layer):
 
 @register("Silence")
 class Silence(Layer):
+    low_precision = True  # moves values: no arithmetic of its own
+
     def __init__(self, lp: Message, phase: str, bottom_shapes: list[Shape]) -> None:
         super().__init__(lp, phase)
         self.expect_tops(0)

@@ -1,0 +1,37 @@
+"""tools/bench_detector.py runs on the CPU: rows per net and mode, totals that add up, JSON."""
+
+import json
+
+import pytest
+
+from tests.tools.helpers import load_tool
+
+
+@pytest.mark.slow
+def test_bench_detector_dry_run_on_the_cpu(tmp_path, capsys):
+    tool = load_tool("bench_detector.py")
+    path = tmp_path / "bench.json"
+    argv = ["--device", "cpu", "--nets", "ZF", "--modes", "fp32,tf32,bf16", "--size", "192x256",
+            "--repeats", "1", "--warmup", "0", "--json", str(path)]
+    assert tool.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "tf32 is a GPU mode" in out  # left out on the CPU, with a word
+    assert "| net | mode | impl | conv ms | proposal ms | region-wise ms | test total ms | train ms/iter |" in out
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    impls = ["frcnn"] + (["torchvision"] if tool.torchvision is not None else [])
+    assert [(r["net"], r["mode"], r["impl"]) for r in rows] == [("ZF", m, i) for m in ("fp32", "bf16") for i in impls]
+    for r in rows:
+        assert all(r[k] > 0 for k in ("conv", "proposal", "region-wise", "train"))
+        assert r["total"] == pytest.approx(r["conv"] + r["proposal"] + r["region-wise"])
+    assert data["meta"]["size"] == "192x256" and data["meta"]["device"] == "cpu"
+
+
+def test_bench_detector_rejects_bad_lists():
+    from frcnn.errors import UserError
+
+    tool = load_tool("bench_detector.py")
+    with pytest.raises(UserError, match="--nets: expected a comma-separated list of ZF, VGG16"):
+        tool.main(["--nets", "ResNet"])
+    with pytest.raises(UserError, match="--size: expected HEIGHTxWIDTH"):
+        tool.main(["--size", "600"])

@@ -1,0 +1,37 @@
+"""tools/dev/gpu_check.sh fits one device command: its step limits add up to under 8 minutes,
+the GPU build is forced, and setup.py rebuilds after a header edit."""
+
+import os
+import re
+import subprocess
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SCRIPT = os.path.join(ROOT, "tools", "dev", "gpu_check.sh")
+
+
+def _text():
+    with open(SCRIPT, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_step_limits_add_up_to_less_than_eight_minutes():
+    text = _text()
+    setup_part = text[: text.index("# --- tests")]
+    limits = {}
+    for name, limit in re.findall(r"\bstep (\w+) (\d+) ", text):
+        limits[name] = max(limits.get(name, 0), int(limit))
+    assert set(limits) == {"environment", "wheels", "build", "cuda_tests", "bench_ops", "bench_detector"}
+    budget = int(re.search(r'BUDGET="\$\{GPU_CHECK_BUDGET_S:-(\d+)\}"', text).group(1))
+    assert sum(limits.values()) <= budget < 480, (limits, budget)
+    assert "build_ext --inplace --force" in setup_part and "FORCE_CUDA=1" in setup_part
+    assert "-m cuda" in text and "--no-index --find-links" in text
+
+
+def test_script_parses():
+    assert subprocess.run(["bash", "-n", SCRIPT], check=False).returncode == 0
+
+
+def test_setup_py_lists_the_headers_as_dependencies():
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+        setup = f.read()
+    assert "depends=headers" in setup and 'glob.glob(os.path.join("csrc", "*", "*.h"))' in setup
