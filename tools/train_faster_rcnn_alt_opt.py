@@ -11,7 +11,7 @@ import os
 import sys
 
 from frcnn.cli import add_flag, check_pretrained, config_from_args, run_tool, tool_parser, write_path_file
-from frcnn.config import get_output_dir
+from frcnn.config import ConfigError, get_output_dir
 from frcnn.nets.adapt import adapt_model_dir
 from frcnn.training.alt_opt import STAGE_ITERS, train_alt_opt
 from frcnn.training.train import TrainingDiverged
@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, echo=True)
     check_pretrained(args.net_name, args.pretrained_model, args.from_scratch, cfg.DATA_DIR)
+    if cfg.TRAIN.STEPSIZE:
+        raise ConfigError(f"TRAIN.STEPSIZE {cfg.TRAIN.STEPSIZE}: the alt-opt stages keep their own solvers' "
+                          "steps (set it for tools/train_net.py: end2end or Fast R-CNN)")
 
     from frcnn.datasets.factory import get_imdb
 

@@ -12,7 +12,9 @@
 
 ``test_net`` keeps, per class, detections scoring ``> thresh`` (0.05), applies NMS at
 ``TEST.NMS``, limits each image to ``max_per_image`` detections (ties at the limit kept),
-saves ``detections.npz`` and evaluates through ``imdb.evaluate_detections``.
+saves ``detections.npz``, evaluates through ``imdb.evaluate_detections`` (with the AP of
+``TEST.VOC_METRIC``) and ends with :func:`frcnn.inference.pictures.test_pictures`
+(precision-recall curves, a few test images drawn).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
+from frcnn.datasets.voc_metric import apply_voc_metric
 from frcnn.inference.detections import empty_all_boxes, save_detections
 from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
 from frcnn.utils.timer import Timer
@@ -173,6 +176,7 @@ def test_net(
     from frcnn.boxes.nms import nms_from_config
 
     nms_fn = nms_from_config(cfg)  # USE_GPU_NMS: the configured GPU, else the CPU
+    apply_voc_metric(imdb, cfg.TEST.VOC_METRIC)  # checked before the images are run
     num_images = len(imdb.image_index)
     all_boxes = empty_all_boxes(imdb.num_classes, num_images)
     timers = {name: Timer() for name in ("preprocess", "forward", "postprocess")}
@@ -207,7 +211,16 @@ def test_net(
     save_detections(det_file, all_boxes, imdb.classes)
     print(f"Wrote detections to {det_file}")
     print("Evaluating detections")
-    return imdb.evaluate_detections(all_boxes, output_dir)
+    return evaluate_and_draw(imdb, all_boxes, output_dir)
+
+
+def evaluate_and_draw(imdb: Any, all_boxes: list, output_dir: str) -> Any:
+    """``imdb.evaluate_detections``, then the test's pictures (PR curves, drawn examples)."""
+    from frcnn.inference.pictures import test_pictures
+
+    result = imdb.evaluate_detections(all_boxes, output_dir)
+    test_pictures(imdb, all_boxes, result, output_dir)
+    return result
 
 
 def apply_nms(all_boxes: list, thresh: float, nms_fn: Any = None) -> list:
