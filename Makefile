@@ -24,7 +24,6 @@ PACKAGES = setuptools wheel numpy cython pycocotools opencv-python easydict pyya
 
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.frcnn-deps
-INSTALL_STAMP := $(VENV)/.frcnn-install
 BUILD_STAMP := $(VENV)/.frcnn-build
 NATIVE_SOURCES := $(shell find csrc lib -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.pyx' 2>/dev/null)
 
@@ -32,22 +31,18 @@ NATIVE_SOURCES := $(shell find csrc lib -name '*.cpp' -o -name '*.cu' -o -name '
 
 env: $(BUILD_STAMP)
 
-# the venv, torch and the packages (redone only when this Makefile's lists change)
+# the venv, torch and the packages (redone only when this Makefile changes)
 $(DEPS_STAMP): Makefile
 	@test -x $(PY) || { echo "Making the virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install $(TORCH_PIP_ARGS) "$(TORCH)"
 	$(PY) -m pip install $(PACKAGES)
 	@touch $@
 
-# this package, editable, built against the venv's torch (--no-build-isolation: pip must not
-# fetch a torch of its own for the build)
-$(INSTALL_STAMP): $(DEPS_STAMP) setup.py pyproject.toml
-	$(PY) -m pip install --no-build-isolation -e .
-	@touch $@ $(BUILD_STAMP)
-
-# the native parts again after a change under csrc/ or to a .pyx
-$(BUILD_STAMP): $(INSTALL_STAMP) $(NATIVE_SOURCES)
-	$(PY) setup.py -q build_ext --inplace
+# this package, editable, its native parts built in place against the venv's torch
+# (--no-build-isolation: pip must not fetch a torch of its own for the build); when only
+# native sources changed since, just those are rebuilt ($? = the newer prerequisites)
+$(BUILD_STAMP): $(DEPS_STAMP) setup.py pyproject.toml $(NATIVE_SOURCES)
+	$(if $(filter-out $(NATIVE_SOURCES),$?),$(PY) -m pip install --no-build-isolation -e .,$(PY) setup.py -q build_ext --inplace)
 	@touch $@
 
 quickstart: env

@@ -15,6 +15,7 @@ import os
 
 from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser, write_path_file
 from frcnn.config import get_output_dir
+from frcnn.errors import UserError
 
 
 def parse_args(argv=None):
@@ -31,7 +32,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.max_iters < 1:
-        raise ValueError(f"--iters: must be >= 1, got {args.max_iters}")
+        raise UserError(f"--iters: must be >= 1, got {args.max_iters}")
     cfg = config_from_args(args, show=False)
 
     from frcnn.caffe.prototxt import parse_file

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.errors import InputError
 from frcnn.utils.blob import im_scale_for
 
 
@@ -83,7 +84,7 @@ def summarize(imdb: Any, scales: Sequence[int], max_size: int) -> DatasetSummary
     training scales ``scales`` (``TRAIN.SCALES``) and ``max_size`` (``TRAIN.MAX_SIZE``)."""
     scales = tuple(int(s) for s in scales)
     if not scales:
-        raise ValueError("summarize: TRAIN.SCALES is empty")
+        raise InputError("TRAIN.SCALES: empty; the summary needs at least one training scale")
     entries = _gt_entries(imdb)
     counts = np.zeros(imdb.num_classes, dtype=np.int64)
     boxes, sizes, factors, classes = [], [], [], []

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from frcnn.datasets.summary import DatasetSummary, format_summary
+from frcnn.errors import InputError
 from frcnn.rpn.anchor_fit import AnchorFit, best_anchor_iou, coverage, fit_anchors
 from frcnn.training.schedule import derive_schedule
 from frcnn.utils.io import atomic_write
@@ -283,7 +284,7 @@ def derive_defaults(
     net = net or NetAnchors()
     anchor_keys = all(k in cfg for k in ANCHOR_KEYS)
     if summary.boxes.size == 0:
-        raise ValueError(f"derive_defaults: {summary.name} has no boxes to derive anchors from")
+        raise InputError(f"{summary.name}: the set has no boxes (of its classes) to derive anchors from")
     settings, notes = _anchor_settings(summary, net, cfg, user, anchor_keys)
     settings += _schedule_settings(int(iters), solver_stepsize, cfg, user)
     if solver_stepsize is None:
