@@ -54,7 +54,7 @@ def test_the_two_metrics_differ_on_the_same_detections_and_are_named(tiny_voc, t
 
 
 def test_auto_keeps_the_sets_own_rule(tiny_voc):
-    cfg, root = tiny_voc
+    _cfg, root = tiny_voc
     voc07_like = VOCFormatDataset("x_trainval", "trainval", root, None, use_07_metric=True)
     assert apply_voc_metric(voc07_like, "auto") == "VOC07 11-point metric"
     assert apply_voc_metric(voc07_like, "area") == "area under the precision-recall curve"
@@ -80,7 +80,9 @@ def test_a_bad_value_is_named_and_other_sets_get_a_note(capsys):
 
     class Coco:
         name = "coco_json_set"
-        config = {"use_salt": True}
+
+        def __init__(self):
+            self.config = {"use_salt": True}
 
     assert apply_voc_metric(Coco(), "auto") is None and capsys.readouterr().out == ""
     assert apply_voc_metric(Coco(), "area") is None

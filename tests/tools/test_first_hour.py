@@ -53,7 +53,8 @@ def test_training_writes_the_stepped_solver_the_class_names_and_the_loss_curve(t
     assert (out / "classes.txt").read_text().splitlines()[1:] == ["__background__", "blue", "red"]
     assert f"Loss curve: {out / 'tiny_loss.png'}" in text
     assert_valid_png(str(out / "tiny_loss.png"), 800, 600)
-    rows = list(csv.DictReader(open(out / "tiny_losses.csv")))
+    with open(out / "tiny_losses.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["iter"]) for r in rows] == list(range(1, 13))
     assert set(rows[0]) == {"iter", "lr", "total", "rpn_cls_loss", "rpn_loss_bbox", "loss_cls", "loss_bbox"}
     lrs = [float(r["lr"]) for r in rows]

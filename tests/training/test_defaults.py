@@ -63,7 +63,9 @@ def _iou(a, b):
     if iw <= 0 or ih <= 0:
         return 0.0
     inter = iw * ih
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    def area(r):
+        return (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
+
     return inter / (area(a) + area(b) - inter)
 
 

@@ -23,7 +23,8 @@ def test_every_term_of_every_iteration_is_tabled_and_drawn(tmp_path, capsys):
     png, table = tmp_path / "p_loss.png", tmp_path / "p_losses.csv"
     assert f"Loss curve: {png}" in out
     assert_valid_png(str(png), 600, 300)
-    rows = list(csv.reader(open(table)))
+    with open(table) as f:
+        rows = list(csv.reader(f))
     assert rows[0] == ["iter", "lr", "total", "a", "b"]
     assert [int(r[0]) for r in rows[1:]] == list(range(1, 31))
     assert float(rows[3][3]) == pytest.approx(2.0 / 3) and float(rows[3][2]) == pytest.approx(2.0 / 3 + 0.5 * 0.1)

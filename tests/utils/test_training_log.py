@@ -10,6 +10,11 @@ from tests.utils.png_check import assert_valid_png
 
 OURS = """Solving...
 Iteration 20/60, loss = 1.5000 (rpn_cls_loss = 0.5000, rpn_loss_bbox = 0.0500, loss_cls = 0.7000, loss_bbox = 0.2500), lr = 0.01; 4.1 iter/s, 0.24s / iter, time left 0:00:10
+Iteration 20, loss = 1.15214
+    Train net output #0: loss_bbox = 0.51001 (* 1 = 0.51001 loss)
+    Train net output #1: loss_cls = 0.623778 (* 1 = 0.623778 loss)
+    speed: 0.260s / iter (3.84 iter/s), time left to max_iter 40: 0:00:05
+Iteration 20, lr = 0.01
 Wrote snapshot to: x_iter_20.caffemodel
 Iteration 40/60, loss = 1.0000 (rpn_cls_loss = 0.3000, rpn_loss_bbox = 0.0400, loss_cls = 0.5000, loss_bbox = 0.1600), lr = 0.01; 4.1 iter/s, 0.24s / iter, time left 0:00:05
 Resumed from x_iter_20.caffemodel at iteration 20
@@ -30,6 +35,7 @@ I1203 10:13:00.000001 15123 solver.cpp:244]     Train net output #0: rpn_cls_los
 
 
 def test_our_log_a_resumed_run_replaces_what_it_repeats(tmp_path):
+    # our logs also hold the engine's Caffe-style lines: the progress lines are the ones read
     log = tmp_path / "ours.txt"
     log.write_text(OURS)
     (run,) = parse_training_log(str(log))

@@ -251,7 +251,7 @@ def _schedule_settings(iters: int, solver_stepsize: int | None, cfg: Any, user: 
         why = (
             f"the learning rate drops x gamma once, at {sched.stepsize} of ITERS {iters} (5/7 of the run, as "
             f"upstream's 50000 of 70000); the solver's own stepsize {solver_stepsize} would drop it "
-            + (f"at {own}" if drops else "never within the run")
+            + (f"at {own}" if drops else "not at all within the run")
         )
         out.append(Setting("TRAIN.STEPSIZE", sched.stepsize, why))
     if "TRAIN.SNAPSHOT_ITERS" in user:

@@ -9,9 +9,10 @@ Caffe's, as py-faster-rcnn's logs hold it::
     I1203 10:12:13.40 15123 solver.cpp:228] Iteration 20, loss = 1.2345
     I1203 10:12:13.40 15123 solver.cpp:244]     Train net output #0: loss_bbox = 0.0271 (* 1 = 0.0271 loss)
 
-A log may hold several runs (the four alt-opt stages, or a test between trainings): a run
-ends where the iteration number falls to or below that run's first one. A resumed run (the
-iteration falls back less far) replaces the rows it repeats.
+Our logs hold both: the engine's solver logs Caffe's lines too; our progress lines are read
+then. A log may hold several runs (the four alt-opt stages, or a test between trainings): a
+run ends where the iteration number falls to or below that run's first one. A resumed run
+(the iteration falls back less far) replaces the rows it repeats.
 """
 
 from __future__ import annotations
@@ -68,44 +69,51 @@ class Run:
         return out
 
 
+class _Reader:
+    """The runs of one format, built line by line (module docstring)."""
+
+    def __init__(self) -> None:
+        self.runs: list[Run] = []
+        self.current: Run | None = None
+        self.last_iter = -1
+
+    def begin(self, iteration: int) -> Run:
+        if self.current is None or iteration <= self.current.first:
+            self.current = Run()
+            self.runs.append(self.current)
+        self.current.start(iteration)
+        self.last_iter = iteration
+        return self.current
+
+
 def parse_training_log(path: str) -> list[Run]:
     """The runs of a training log (module docstring); raises InputError naming the file when it
-    holds no loss line of either format."""
+    holds no loss line of either format. A log with lines of both (ours, whose engine also logs
+    Caffe's lines) gives our progress lines: every loss averaged like the total."""
     try:
         with open(path, errors="replace") as f:
             lines = f.readlines()
     except OSError as e:
         raise InputError(f"{path}: cannot read the log: {e.strerror}") from None
-    runs: list[Run] = []
-    current: Run | None = None
-    last_iter = -1
-
-    def begin(iteration: int) -> Run:
-        nonlocal current
-        if current is None or iteration <= current.first:
-            current = Run()
-            runs.append(current)
-        current.start(iteration)
-        return current
-
+    ours, caffe = _Reader(), _Reader()
     for line in lines:
         m = _OURS.search(line)
         if m:
-            last_iter = int(m.group(1))
-            run = begin(last_iter)
-            run.add(last_iter, TOTAL, _float(m.group(2)))
+            it = int(m.group(1))
+            run = ours.begin(it)
+            run.add(it, TOTAL, _float(m.group(2)))
             for name, value in _TERM.findall(m.group(3)):
-                run.add(last_iter, name, _float(value))
+                run.add(it, name, _float(value))
             continue
         m = _CAFFE.search(line)
         if m:
-            last_iter = int(m.group(1) or m.group(3))
-            begin(last_iter).add(last_iter, TOTAL, _float(m.group(2) or m.group(4)))
+            it = int(m.group(1) or m.group(3))
+            caffe.begin(it).add(it, TOTAL, _float(m.group(2) or m.group(4)))
             continue
         m = _OUTPUT.search(line)
-        if m and current is not None and last_iter >= 0:
-            current.add(last_iter, m.group(1), _float(m.group(2)))
-    runs = [r for r in runs if r.rows]
+        if m and caffe.current is not None:
+            caffe.current.add(caffe.last_iter, m.group(1), _float(m.group(2)))
+    runs = [r for r in (ours.runs or caffe.runs) if r.rows]
     if not runs:
         raise InputError(
             f"{path}: no training loss lines found (expected 'Iteration N/M, loss = X (...)' or Caffe's "
