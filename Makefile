@@ -18,9 +18,10 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
-# what the package needs besides torch (setuptools, wheel, cython and numpy also build it);
-# matplotlib is optional: it draws the loss and precision-recall curves
-PACKAGES = setuptools wheel numpy cython pycocotools opencv-python easydict pyyaml pytest matplotlib
+# what the package and its tests need besides torch (setuptools, wheel, cython and numpy build it;
+# pytest and hypothesis run the tests); matplotlib is optional: it draws the loss and
+# precision-recall curves
+PACKAGES = setuptools wheel numpy cython pycocotools opencv-python easydict pyyaml pytest hypothesis matplotlib
 
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.frcnn-deps
