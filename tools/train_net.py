@@ -18,6 +18,7 @@ from frcnn.cli import (
     write_path_file,
 )
 from frcnn.config import get_output_dir
+from frcnn.datasets.classes_file import write_classes_file
 from frcnn.nets.adapt import ensure_solver_classes
 from frcnn.training.train import TrainingDiverged, get_roidb, set_random_seeds, train_net
 
@@ -56,6 +57,7 @@ def main(argv=None) -> int:
     print(f"Output will be saved to `{output_dir}`")
     solver = ensure_solver_classes(args.solver, imdb.num_classes, os.path.join(output_dir, "models"), cfg.ROOT_DIR,
                                    cfg=cfg)
+    print(f"Wrote the class names to {write_classes_file(output_dir, imdb.classes, imdb.name)}")
     if args.pretrained_model is None:
         print("No --weights given: training from scratch (random initialisation)")
     try:

@@ -18,6 +18,8 @@
 #   toy                   toy_trainval / toy_test, made first by tools/make_toy_dataset.py if missing
 #   <name>                a VOC-format set under data/<name>: <name>_trainval (or <name>_train) / <name>_test
 # A set whose name has a config experiments/cfgs/<name>.yml gets it after the method's config.
+# A VOC-format set without its own models/<name>/ folder gets settings derived from its data
+# (derive_defaults: anchors, learning-rate step, snapshot interval; faster_rcnn_end2end.sh).
 # Environment: ITERS=<n> overrides the number of training iterations; FROM_SCRATCH=1 trains the
 # paper's nets without their ImageNet weights; WEIGHTS=<file.caffemodel> starts from that model
 # instead of the ImageNet weights; LOG_DIR=<dir> moves the logs (experiments/logs);
@@ -75,6 +77,7 @@ resolve_dataset() {
   local it_voc="$2" it_coco="$3" it_toy="$4" it_other="$5" coco_init=0
   PT_DIR="pascal_voc"
   DATA_CFG=""
+  DERIVE=0
   case "$1" in
     pascal_voc)
       TRAIN_IMDB="voc_2007_trainval"; TEST_IMDB="voc_2007_test"; ITERS_DEFAULT="$it_voc" ;;
@@ -109,7 +112,9 @@ resolve_dataset() {
       elif [ -f "$sets/train.txt" ]; then TRAIN_IMDB="${1}_train"
       else die "data/$1 has neither ImageSets/Main/trainval.txt nor train.txt"; fi
       [ -f "$sets/test.txt" ] || die "data/$1 has no ImageSets/Main/test.txt"
-      TEST_IMDB="${1}_test"; ITERS_DEFAULT="$it_other" ;;
+      TEST_IMDB="${1}_test"; ITERS_DEFAULT="$it_other"
+      # no models/<name>/ of its own (as models/bccd): derive its settings from the data
+      if [ ! -d "models/$1" ]; then DERIVE=1; fi ;;
   esac
   # a set with its own models (e.g. models/toy/SMALL/<method>: its classes and anchors) uses them;
   # otherwise the PASCAL VOC nets, adapted to the set's classes by the tools
@@ -159,6 +164,26 @@ cfg_args() {  # the method's cfg, then the dataset's
   CFG_ARGS=()
   if [ -n "${1:-}" ]; then CFG_ARGS+=(--cfg "$1"); fi
   if [ -n "$DATA_CFG" ]; then CFG_ARGS+=(--cfg "$DATA_CFG"); fi
+}
+
+# derive_defaults: when resolve_dataset set DERIVE=1, print the training set's summary and the
+# settings derived from it for $ITERS iterations of $MODEL_DIR/solver.prototxt, each with its
+# reason (tools/dataset_defaults.py), and add the file holding them to CFG_ARGS. The tools read
+# --cfg files before --set, so the user's --set overrides any of them (and the tool reports the
+# keys the user set as theirs).
+derive_defaults() {
+  [ "${DERIVE:-0}" = 1 ] || return 0
+  local path_file
+  path_file=$(mktemp "${TMPDIR:-/tmp}/frcnn_defaults.XXXXXX")
+  "$PYTHON" tools/dataset_defaults.py \
+    --imdb "$TRAIN_IMDB" \
+    --iters "$ITERS" \
+    --solver "$MODEL_DIR/solver.prototxt" \
+    --path_file "$path_file" \
+    "${CFG_ARGS[@]}" \
+    "${EXTRA_ARGS[@]}" || { local rc=$?; rm -f "$path_file"; return "$rc"; }
+  CFG_ARGS+=(--cfg "$(cat "$path_file")")
+  rm -f "$path_file"
 }
 
 # final_model_file: FINAL_FILE, a temporary file (removed on exit) into which the training tool

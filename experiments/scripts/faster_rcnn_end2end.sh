@@ -25,6 +25,7 @@ solver_dir
 start_log "$METHOD"
 pick_weights
 cfg_args "experiments/cfgs/${METHOD}.yml"
+derive_defaults
 final_model_file
 
 train_solver

@@ -194,6 +194,10 @@ def get_default_config() -> EasyDict:
     # boxes drawn at random, seeded by RNG_SEED, from the decoded boxes: no score, no NMS);
     # "no_reg" (the anchors themselves, no box regression, then scored, sorted and NMSed).
     C.TEST.RPN_ABLATION = "none"
+    # Ours: the AP of a VOC-format set's evaluation: "auto" (upstream's rule: the VOC07
+    # 11-point metric for PASCAL VOC 2007, the area under the precision-recall curve for
+    # every other set), "11point" or "area" for any VOC-format set. COCO sets use COCOeval.
+    C.TEST.VOC_METRIC = "auto"
 
     # ------------------------------------------------------------------ misc
     # The mapping from image coordinates to feature map coordinates might cause

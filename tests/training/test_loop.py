@@ -85,7 +85,8 @@ def test_hooks_run_in_order_and_see_the_weighted_loss(tmp_path):
     assert w.loss_history == [(1, 2.0), (2, 3.0), (3, 4.0)]
     # KeepLatestState: the older snapshot keeps only its weights
     assert sorted(os.listdir(tmp_path)) == [
-        "p_iter_2.caffemodel", "p_iter_3.caffemodel", "p_iter_3.solverstate", "p_iter_3.trainstate.npz"
+        "p_iter_2.caffemodel", "p_iter_3.caffemodel", "p_iter_3.solverstate", "p_iter_3.trainstate.npz",
+        "p_loss.png", "p_losses.csv",  # LossCurve: the picture and the table
     ]  # fmt: skip
 
 

@@ -118,6 +118,7 @@ def test_sigkill_while_writing_a_snapshot_leaves_no_partial_snapshot(tmp_path, b
     assert sorted(os.listdir(out)) == sorted(
         ["tiny_iter_2.caffemodel", "tiny_iter_4.caffemodel"]
         + [f"tiny_iter_6{ext}" for ext in (snap.CAFFEMODEL, snap.SOLVERSTATE, snap.TRAINSTATE)]
+        + ["tiny_losses.csv", "tiny_loss.png"]  # the loss-curve hook's table and picture
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from frcnn.datasets.voc_eval import voc_eval
+from frcnn.datasets.voc_metric import metric_name
 from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
@@ -109,9 +110,11 @@ def do_python_eval(
 ) -> dict:
     """Evaluate every class, print upstream's lines, save ``<cls>_pr.npz`` in ``output_dir``.
 
-    Returns ``{"ap": {class: AP}, "mean_ap": mean over classes with positives}``.
+    Returns ``{"ap": {class: AP}, "mean_ap": mean over classes with positives, "metric": its
+    name, "pr": {class: (recall, precision, AP)}}`` (the arrays of :func:`voc_eval`, for curves).
     """
     aps: dict[str, float] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     print("VOC07 metric? " + ("Yes" if use_07_metric else "No"))
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
@@ -120,6 +123,7 @@ def do_python_eval(
             continue
         rec, prec, ap = voc_eval(template, annopath, imagesetfile, cls, cachedir, ovthresh, use_07_metric)
         aps[cls] = ap
+        curves[cls] = (rec, prec, ap)
         print(f"AP for {cls} = {ap:.4f}")
         if output_dir:
             with atomic_write(os.path.join(output_dir, f"{cls}_pr.npz")) as f:
@@ -127,7 +131,8 @@ def do_python_eval(
     values = np.array(list(aps.values()), dtype=np.float64)
     valid = values[~np.isnan(values)]
     mean_ap = float(valid.mean()) if valid.size else float("nan")
-    print(f"Mean AP = {mean_ap:.4f}")
+    metric = metric_name(use_07_metric)
+    print(f"Mean AP = {mean_ap:.4f} ({metric})")
     print("~~~~~~~~")
     print("Results:")
     for ap in values:
@@ -135,4 +140,4 @@ def do_python_eval(
     print(f"{mean_ap:.3f}")
     print("~~~~~~~~")
     print("(computed by the Python re-implementation of the VOC devkit's evaluation)")
-    return {"ap": aps, "mean_ap": mean_ap}
+    return {"ap": aps, "mean_ap": mean_ap, "metric": metric, "pr": curves}

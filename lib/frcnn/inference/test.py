@@ -13,7 +13,9 @@
 ``test_net`` feeds a Fast R-CNN net the first ``TEST.PROPOSAL_TOP_N`` proposals of each
 image (all when <= 0) and keeps, per class, detections scoring ``> thresh`` (0.05), applies NMS at
 ``TEST.NMS``, limits each image to ``max_per_image`` detections (ties at the limit kept),
-saves ``detections.npz`` and evaluates through ``imdb.evaluate_detections``.
+saves ``detections.npz``, evaluates through ``imdb.evaluate_detections`` (with the AP of
+``TEST.VOC_METRIC``) and ends with :func:`frcnn.inference.pictures.test_pictures`
+(precision-recall curves, a few test images drawn).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
 from frcnn.datasets.proposals import proposal_boxes
+from frcnn.datasets.voc_metric import apply_voc_metric
 from frcnn.inference.detections import empty_all_boxes, save_detections
 from frcnn.inference.on_device import decode_boxes, detections_on_device
 from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
@@ -210,6 +213,7 @@ def test_net(
     nms_fn = nms_from_config(cfg)  # USE_GPU_NMS: the configured GPU, else the CPU
     on_device = bool(cfg.TEST.DEVICE_POSTPROCESS)  # else upstream's NumPy post-processing
     net = _maybe_graphed(net, cfg)
+    apply_voc_metric(imdb, cfg.TEST.VOC_METRIC)  # checked before the images are run
     num_images = len(imdb.image_index)
     all_boxes = empty_all_boxes(imdb.num_classes, num_images)
     sync = _device_sync(_net_device(net)) if on_device else None  # device work is asynchronous
@@ -248,7 +252,16 @@ def test_net(
     save_detections(det_file, all_boxes, imdb.classes)
     print(f"Wrote detections to {det_file}")
     print("Evaluating detections")
-    return imdb.evaluate_detections(all_boxes, output_dir)
+    return evaluate_and_draw(imdb, all_boxes, output_dir)
+
+
+def evaluate_and_draw(imdb: Any, all_boxes: list, output_dir: str) -> Any:
+    """``imdb.evaluate_detections``, then the test's pictures (PR curves, drawn examples)."""
+    from frcnn.inference.pictures import test_pictures
+
+    result = imdb.evaluate_detections(all_boxes, output_dir)
+    test_pictures(imdb, all_boxes, result, output_dir)
+    return result
 
 
 def _device_sync(device: torch.device) -> Any:

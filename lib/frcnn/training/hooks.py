@@ -10,7 +10,9 @@
 4. :class:`PeriodicSnapshot`: a snapshot every ``TRAIN.SNAPSHOT_ITERS`` iterations and at
    the end (unless the last iteration was just saved);
 5. :class:`KeepLatestState`: after each snapshot, older snapshots lose their solver and train
-   state (their weights stay), so only the newest one is resumable.
+   state (their weights stay), so only the newest one is resumable;
+6. :class:`~frcnn.training.loss_curve.LossCurve`: every loss term of every iteration, saved
+   with each snapshot (``<prefix>_losses.csv``) and drawn at the end (``<prefix>_loss.png``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from frcnn.training import snapshot as snap
 from frcnn.training.loop import Hook, TrainLoop
+from frcnn.training.loss_curve import LossCurve
 
 
 class TrainingDiverged(RuntimeError):
@@ -135,4 +138,5 @@ def default_hooks(wrapper: Any) -> list[Hook]:
         ProgressLog(),
         PeriodicSnapshot(),
         KeepLatestState(),
+        LossCurve(),
     ]
