@@ -45,7 +45,7 @@ def _segments(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 class ClassOverlaps:
     """(R, K) float32 overlaps stored as per-row nonzero columns and values (module docstring)."""
 
-    __slots__ = ("_indptr", "_cols", "_vals", "_num_classes")
+    __slots__ = ("_cols", "_indptr", "_num_classes", "_vals")
 
     def __init__(self, indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, num_classes: int) -> None:
         """Row ``r`` holds ``cols[indptr[r]:indptr[r + 1]]`` (strictly ascending, in
