@@ -5,6 +5,10 @@ Writes output/<EXP_DIR>/<imdb>/<net>/<net>_rpn_proposals[_pre<N>_post<M>].npz
 (frcnn.datasets.proposals format), or --out. The counts are upstream's (no pre-NMS cap, the top
 2000 after NMS) unless --set names TEST.RPN_PRE_NMS_TOP_N / TEST.RPN_POST_NMS_TOP_N, or
 --test_counts takes them from the config as a full Faster R-CNN test net would.
+
+The net is adapted to the config as tools/test_net.py adapts it (frcnn.nets.adapt): with
+``--set ANCHOR_SCALES [...]`` / ``ANCHOR_RATIOS [...]`` a shipped prototxt gets the matching RPN
+channels (a copy in the output folder), so the weights of a net trained with those anchors load.
 """
 
 import os
@@ -12,6 +16,7 @@ import os
 from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser, wait_for_file
 from frcnn.config import device_from_config, get_output_dir
 from frcnn.errors import InputError
+from frcnn.nets.adapt import ensure_net_classes
 from frcnn.rpn.generate import (
     counts_suffix,
     imdb_proposals,
@@ -49,12 +54,15 @@ def main(argv=None) -> int:
     from frcnn.caffe import TEST, Net
     from frcnn.datasets.factory import get_imdb
 
-    net = Net(args.prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     net_name = os.path.splitext(os.path.basename(args.caffemodel))[0]
     imdb = get_imdb(args.imdb_name, cfg)
+    output_dir = get_output_dir(cfg, imdb.name, net_name)
+    # the net made for the config's anchors (ANCHOR_SCALES / ANCHOR_RATIOS), as test_net does
+    prototxt = ensure_net_classes(args.prototxt, imdb.num_classes, output_dir, cfg=cfg)
+    net = Net(prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     path = args.out
     if path is None:
-        path = os.path.join(get_output_dir(cfg, imdb.name, net_name), f"{net_name}_rpn_proposals{counts_suffix(cfg)}.npz")
+        path = os.path.join(output_dir, f"{net_name}_rpn_proposals{counts_suffix(cfg)}.npz")
     boxes = imdb_proposals(net, imdb, cfg)
     path = save_imdb_proposals(path, boxes, imdb)
     print(f"Wrote RPN proposals to {path}")

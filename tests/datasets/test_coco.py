@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("pycocotools")  # optional (COCO only): these tests skip without it
 
+from frcnn.datasets.class_overlaps import ClassOverlaps
 from frcnn.datasets.coco import COCODataset
 from frcnn.datasets.factory import get_imdb
 from frcnn.datasets.proposals import save_proposals
@@ -78,8 +79,10 @@ def test_gt_roidb_rules(coco_set):
     # x2 = min(W-1, x1 + max(0, w-1)); floats truncated by the uint16 store
     assert e["boxes"].tolist() == [[5, 6, 25, 16], [30, 20, 49, 39], [0, 0, 19, 19]]
     assert e["gt_classes"].tolist() == [2, 1, 1]
-    assert e["gt_overlaps"][:2].tolist() == [[0, 0, 1], [0, 1, 0]]
-    assert e["gt_overlaps"][2].tolist() == [-1, -1, -1]  # crowd
+    assert isinstance(e["gt_overlaps"], ClassOverlaps)
+    assert e["gt_overlaps"][:2].toarray().tolist() == [[0, 0, 1], [0, 1, 0]]
+    assert e["gt_overlaps"][2].tolist() == [-1, -1, -1]  # crowd (an integer index gives a dense row)
+    assert e["gt_overlaps"].toarray().tolist() == [[0, 0, 1], [0, 1, 0], [-1, -1, -1]]
     assert e["seg_areas"].tolist() == [200, 1200, 300]
     assert r[1]["boxes"].tolist() == [[2, 3, 11, 22]]
     assert r[2]["boxes"].shape == (0, 4) and (r[2]["width"], r[2]["height"]) == (20, 20)
@@ -96,6 +99,7 @@ def test_proposals_inside_crowds_get_minus_one(coco_set, tmp_path):
     assert e["boxes"].shape == (5, 4) and e["gt_classes"].tolist() == [2, 1, 1, 0, 0]
     assert e["gt_overlaps"][3].tolist() == [-1, -1, -1]  # inside the crowd region
     assert e["gt_overlaps"][4].tolist() == [0, 1, 0]
+    assert e["gt_overlaps"].toarray().tolist() == [[0, 0, 1], [0, 1, 0], [-1, -1, -1], [-1, -1, -1], [0, 1, 0]]
 
 
 def test_evaluate_perfect_and_per_class_mapping(coco_eval_set, tmp_path, capsys):

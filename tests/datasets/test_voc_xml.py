@@ -28,7 +28,8 @@ def test_one_based_coordinates_become_zero_based_uint16(tmp_path):
     assert e["boxes"].tolist() == [[0, 1, 99, 79], [9, 19, 29, 39]]
     assert e["gt_classes"].tolist() == [1, 2]
     assert e["gt_overlaps"].dtype == np.float32
-    assert e["gt_overlaps"].tolist() == [[0, 1, 0], [0, 0, 1]]
+    assert e["gt_overlaps"].toarray().tolist() == [[0, 1, 0], [0, 0, 1]]
+    assert e["gt_overlaps"].nnz == 2  # stored by row: one nonzero per gt row
     assert e["seg_areas"].tolist() == [100 * 79, 21 * 21]
     assert (e["width"], e["height"], e["flipped"]) == (100, 80, False)
 

@@ -129,3 +129,65 @@ def test_fast_rcnn_trains_on_dense_windows_and_tests_at_five_scales(tiny_voc_set
     _, levels = project_im_rois(boxes.astype(np.float64), scales)
     assert set(np.unique(rois[:, 0]).astype(int)) == set(np.unique(levels).astype(int))
     assert len(np.unique(rois[:, 0])) >= 3
+
+
+def test_window_settings_take_the_flag_then_the_config_then_the_net_then_upstreams():
+    from frcnn.config import cfg_from_list, get_default_config
+    from frcnn.rpn.dense import settings_suffix, window_settings
+
+    cfg = get_default_config()
+    assert window_settings(cfg=cfg) == ((8, 16, 32), (0.5, 1, 2))
+    net = ((4, 8, 16, 32), (1,))
+    assert window_settings(cfg=cfg, net_anchors=net) == net
+    cfg_from_list(["ANCHOR_SCALES", "[2, 3]"], cfg)
+    assert window_settings(cfg=cfg, net_anchors=net) == ((2, 3), (1,))  # each key on its own
+    assert window_settings(cfg=cfg) == ((2, 3), (0.5, 1, 2))
+    assert window_settings([5], [2], cfg, net) == ((5,), (2,))
+    assert settings_suffix((8, 16, 32), (0.5, 1, 2)) == "" and settings_suffix((8.0, 16, 32), (0.5, 1.0, 2)) == ""
+    assert settings_suffix((4, 8, 16, 32), (0.5, 1, 2)) == "_a4-8-16-32x0.5-1-2"
+
+
+def test_the_tool_takes_its_anchors_from_the_config_and_the_nets_prototxt(tiny_voc_setup, capsys):
+    """The windows of `--set ANCHOR_SCALES`, of coco_paper.yml (4 scales) and of a COCO net given
+    with --def are those anchors' (12 per cell for COCO), not upstream's 9; a flag still wins."""
+    from frcnn.datasets.proposals import load_proposals
+    from tests.tools.helpers import ROOT
+
+    tmp = tiny_voc_setup[0]
+    tool = load_tool("dense_proposals.py")
+    base = ["--imdb", "tiny_test", "--scale", "192", "--max_size", "256"]
+    data = ["DATA_DIR", str(tmp / "data"), "ROOT_DIR", str(tmp), "EXP_DIR", "windows"]
+
+    def windows(*argv):
+        capsys.readouterr()
+        assert tool.main([*base, *argv]) == 0
+        path = capsys.readouterr().out.rsplit("Wrote dense proposals to ", 1)[1].strip()
+        return path, load_proposals(path)[0]
+
+    coco = windows("--set", *data, "ANCHOR_SCALES", "[4, 8, 16, 32]")
+    want = dense_windows(96, 128, 192, 256, window_anchors((4, 8, 16, 32), (0.5, 1, 2)))
+    assert os.path.basename(coco[0]) == "dense_proposals_s192_m256_a4-8-16-32x0.5-1-2.npz"
+    assert all(np.array_equal(b, want) for b in coco[1])
+    assert len(want) > len(dense_windows(96, 128, 192, 256, window_anchors()))
+    yml = windows("--cfg", os.path.join(ROOT, "experiments", "cfgs", "coco_paper.yml"), "--set", *data)
+    assert yml[0] == coco[0] and all(np.array_equal(b, want) for b in yml[1])
+    net = os.path.join(ROOT, "models", "coco", "VGG16", "faster_rcnn_end2end", "test.prototxt")
+    by_net = windows("--def", net, "--out", str(tmp / "by_net.npz"), "--set", *data)
+    assert all(np.array_equal(b, want) for b in by_net[1])
+    ratios = windows("--def", net, "--out", str(tmp / "r.npz"), "--set", *data, "ANCHOR_RATIOS", "[1]")
+    assert all(np.array_equal(b, dense_windows(96, 128, 192, 256, window_anchors((4, 8, 16, 32), (1,))))
+               for b in ratios[1])
+    flag = windows("--scales", "8", "--ratios", "1", "--out", str(tmp / "f.npz"), "--set", *data,
+                   "ANCHOR_SCALES", "[4, 8, 16, 32]")
+    assert all(np.array_equal(b, dense_windows(96, 128, 192, 256, window_anchors((8,), (1,)))) for b in flag[1])
+
+
+def test_a_def_without_anchor_layers_is_an_error_naming_it(tiny_voc_setup):
+    from frcnn.errors import InputError
+    from tests.tools.helpers import ROOT
+
+    tmp = tiny_voc_setup[0]
+    net = os.path.join(ROOT, "models", "coco", "VGG16", "fast_rcnn", "test.prototxt")
+    with pytest.raises(InputError, match=r"--def .*fast_rcnn/test.prototxt: the net has no anchor layer"):
+        load_tool("dense_proposals.py").main(["--imdb", "tiny_test", "--def", net, "--set", "DATA_DIR",
+                                              str(tmp / "data")])

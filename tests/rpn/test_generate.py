@@ -88,3 +88,40 @@ def test_default_output_name_carries_other_counts(rpn_setup):
     assert tool.main(base + ["TEST.RPN_POST_NMS_TOP_N", "5"]) == 0
     out = os.path.join(str(tmp), "output", "gen", "tiny_trainval", "rpn")
     assert os.listdir(out) == ["rpn_rpn_proposals_pre-1_post5.npz"]
+
+
+def test_anchor_settings_adapt_the_net_as_test_net_does(rpn_setup, capsys):
+    """`--set ANCHOR_SCALES "[8]"` on the shipped (9-anchor) rpn_test prototxt: the tool adapts
+    the net (3 anchors, 6 / 12 RPN channels) so the weights of a net trained with those anchors
+    load, and writes what the adapted prototxt itself gives."""
+    from frcnn.caffe import TEST, Net
+    from frcnn.caffe.prototxt import parse_file
+    from frcnn.config import cfg_from_list
+    from frcnn.nets.adapt import ensure_net_classes, net_anchors, rpn_anchor_count
+
+    tmp, prototxt, _ = rpn_setup
+    assert rpn_anchor_count(parse_file(prototxt)) == 9
+    cfg = get_default_config()
+    cfg_from_list(["ANCHOR_SCALES", "[8]"], cfg)
+    adapted = ensure_net_classes(prototxt, 3, str(tmp / "adapted8"), cfg=cfg)
+    assert adapted != prototxt and net_anchors(parse_file(adapted)) == ((8,), (0.5, 1, 2))
+    torch.manual_seed(1)
+    weights = str(tmp / "rpn8.caffemodel")
+    Net(adapted, None, TEST, cfg=get_default_config()).save(weights)
+    stock = [_generate_set((tmp, prototxt, weights), "stock8", "ANCHOR_SCALES", "[8]"),
+             _generate_set((tmp, prototxt, weights), "stock8_ratios", "ANCHOR_SCALES", "[8]",
+                           "ANCHOR_RATIOS", "[0.5, 1, 2]")]
+    assert "Adapted " in capsys.readouterr().out  # the copy went to the run's output folder
+    direct = _generate_set((tmp, adapted, weights), "adapted8")
+    assert all(len(b) > 0 for b in direct)
+    for got in stock:
+        assert len(got) == len(direct)
+        for a, b in zip(got, direct):
+            np.testing.assert_array_equal(a, b)
+    # the config's anchors are what the net uses: 3 anchors per cell, all of side 8 x 16 = 128
+    net = Net(adapted, weights, TEST, cfg=cfg)
+    layer = next(m for m in net.modules() if hasattr(m, "anchors") and hasattr(m, "feat_stride"))
+    w = layer.anchors[:, 2] - layer.anchors[:, 0] + 1
+    h = layer.anchors[:, 3] - layer.anchors[:, 1] + 1
+    assert layer.anchors.shape[0] == 3 and torch.allclose((w * h).sqrt(), torch.full((3,), 128.0, dtype=w.dtype),
+                                                          rtol=0.05)

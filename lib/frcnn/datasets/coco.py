@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from frcnn.datasets import ds_utils, roidb_io
+from frcnn.datasets.class_overlaps import ClassOverlaps
 from frcnn.datasets.coco_proposals import filter_crowd_proposals, load_hosang_proposals
 from frcnn.datasets.imdb import imdb
 from frcnn.datasets.voc_xml import AnnotationWarning
@@ -167,7 +168,7 @@ class COCODataset(imdb):
         n = len(valid)
         boxes = np.zeros((n, 4), dtype=np.uint16)
         gt_classes = np.zeros((n,), dtype=np.int32)
-        overlaps = np.zeros((n, self.num_classes), dtype=np.float32)
+        crowd_rows, gt_rows, gt_cols = [], [], []
         seg_areas = np.zeros((n,), dtype=np.float32)
         for ix, (obj, box, area) in enumerate(valid):
             cls = cat_to_ind[obj["category_id"]]
@@ -176,9 +177,12 @@ class COCODataset(imdb):
             seg_areas[ix] = area
             if obj.get("iscrowd", 0):
                 # crowd boxes get overlap -1 with every class: never fg or bg in Fast R-CNN
-                overlaps[ix, :] = -1.0
+                crowd_rows.append(ix)
             else:
-                overlaps[ix, cls] = 1.0
+                gt_rows.append(ix)
+                gt_cols.append(cls)
+        overlaps = ClassOverlaps.from_entries(gt_rows, gt_cols, 1.0, (n, self.num_classes))
+        overlaps = overlaps.with_rows(np.array(crowd_rows, dtype=np.int64), -1.0)
         ds_utils.validate_boxes(boxes, width=width, height=height, where=f"{self._ann_file} image {index}")
         return {
             "boxes": boxes,

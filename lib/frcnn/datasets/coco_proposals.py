@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from frcnn.datasets import ds_utils
+from frcnn.datasets.class_overlaps import as_class_overlaps
 from frcnn.errors import InputError
 
 
@@ -59,7 +60,7 @@ def filter_crowd_proposals(roidb: list[dict], crowd_thresh: float) -> list[dict]
     from pycocotools import mask as coco_mask
 
     for entry in roidb:
-        overlaps = entry["gt_overlaps"]
+        overlaps = as_class_overlaps(entry["gt_overlaps"])
         crowd_inds = np.where(overlaps.max(axis=1) == -1)[0] if len(overlaps) else np.zeros(0, int)
         non_gt_inds = np.where(entry["gt_classes"] == 0)[0]
         if len(crowd_inds) == 0 or len(non_gt_inds) == 0:
@@ -68,5 +69,5 @@ def filter_crowd_proposals(roidb: list[dict], crowd_thresh: float) -> list[dict]
         non_gt_boxes = ds_utils.xyxy_to_xywh(entry["boxes"][non_gt_inds, :].astype(np.float64))
         ious = coco_mask.iou(non_gt_boxes, crowd_boxes, [1] * len(crowd_inds))
         bad_inds = np.where(np.asarray(ious).max(axis=1) > crowd_thresh)[0]
-        overlaps[non_gt_inds[bad_inds], :] = -1
+        entry["gt_overlaps"] = overlaps.with_rows(non_gt_inds[bad_inds], -1.0)
     return roidb

@@ -3,8 +3,10 @@
 An imdb has a name, classes (index 0 = ``__background__``), an image index (ids), and a
 roidb built lazily by the handler that ``set_proposal_method(<method>)`` selects
 (``<method>_roidb``: ``gt``, ``rpn``, ``selective_search``, ...). Roidb entries hold
-``boxes`` (R, 4), ``gt_classes`` (R,) int32, ``gt_overlaps`` (R, K) dense float32,
-``flipped``, ``seg_areas`` and, where known, the image ``width`` and ``height``.
+``boxes`` (R, 4), ``gt_classes`` (R,) int32, ``gt_overlaps`` (R, K) float32 held as a
+:class:`frcnn.datasets.class_overlaps.ClassOverlaps` (per row the nonzero class columns;
+``.toarray()`` gives the dense array, as upstream's ``csr_matrix`` did), ``flipped``,
+``seg_areas`` and, where known, the image ``width`` and ``height``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable, Generic, TypeVar
 import numpy as np
 
 from frcnn.datasets import roidb_io
+from frcnn.datasets.class_overlaps import ClassOverlaps, as_class_overlaps
 from frcnn.errors import InputError
 
 # evaluate_recall's area ranges, upstream's table
@@ -218,7 +221,7 @@ class imdb:
         for i in range(self.num_images):
             boxes = np.asarray(box_list[i])
             num_boxes = boxes.shape[0]
-            overlaps = np.zeros((num_boxes, self.num_classes), dtype=np.float32)
+            overlaps = ClassOverlaps.zeros(num_boxes, self.num_classes)
             if gt_roidb is not None and gt_roidb[i]["boxes"].size > 0 and num_boxes > 0:
                 gt_boxes = gt_roidb[i]["boxes"]
                 gt_classes = gt_roidb[i]["gt_classes"]
@@ -226,7 +229,10 @@ class imdb:
                 argmaxes = gt_overlaps.argmax(axis=1)
                 maxes = gt_overlaps.max(axis=1)
                 inds = np.where(maxes > 0)[0]
-                overlaps[inds, gt_classes[argmaxes[inds]]] = maxes[inds]
+                # one nonzero per row at most: the IoU with the best gt, in that gt's class column
+                overlaps = ClassOverlaps.from_entries(
+                    inds, gt_classes[argmaxes[inds]], maxes[inds], (num_boxes, self.num_classes)
+                )
             entry = {
                 "boxes": boxes,
                 "gt_classes": np.zeros((num_boxes,), dtype=np.int32),
@@ -249,7 +255,7 @@ class imdb:
         for i in range(len(a)):
             a[i]["boxes"] = np.vstack((a[i]["boxes"], b[i]["boxes"]))
             a[i]["gt_classes"] = np.hstack((a[i]["gt_classes"], b[i]["gt_classes"]))
-            a[i]["gt_overlaps"] = np.vstack((a[i]["gt_overlaps"], b[i]["gt_overlaps"])).astype(np.float32)
+            a[i]["gt_overlaps"] = ClassOverlaps.vstack((a[i]["gt_overlaps"], b[i]["gt_overlaps"]))
             a[i]["seg_areas"] = np.hstack((a[i]["seg_areas"], b[i]["seg_areas"]))
         return a
 
@@ -306,7 +312,7 @@ class imdb:
         num_pos = 0
         roidb = self.roidb
         for i in range(self.num_images):
-            go = np.asarray(roidb[i]["gt_overlaps"])
+            go = as_class_overlaps(roidb[i]["gt_overlaps"])
             max_gt_overlaps = go.max(axis=1) if go.shape[0] else np.zeros(0)
             gt_inds = np.where((roidb[i]["gt_classes"] > 0) & (max_gt_overlaps == 1))[0]
             gt_boxes = roidb[i]["boxes"][gt_inds, :]

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from frcnn.datasets.class_overlaps import ClassOverlaps
 from frcnn.errors import InputError
 from frcnn.utils.io import atomic_write
 
@@ -96,7 +97,8 @@ def keep_first_proposals(roidb: list[dict], top_n: int) -> list[dict]:
         keep[rows[:top_n]] = True
         for key in ROW_FIELDS:
             if key in entry:
-                entry[key] = np.asarray(entry[key])[keep]
+                value = entry[key]
+                entry[key] = (value if isinstance(value, ClassOverlaps) else np.asarray(value))[keep]
     return roidb
 
 

@@ -7,8 +7,10 @@ edited annotation or a new code format gives a new file; the file is written ato
 and read with ``allow_pickle=False``.
 
 Layout of the npz: per key, array fields of all entries concatenated along axis 0 plus a
-``<key>.len`` array of per-entry lengths; scalar and string fields as (N,) arrays; a
-``__meta__`` JSON string with the version and the kind of each key.
+``<key>.len`` array of per-entry lengths; ``gt_overlaps`` (a
+:class:`frcnn.datasets.class_overlaps.ClassOverlaps`) as its per-row nonzero counts, columns and
+values; scalar and string fields as (N,) arrays; a ``__meta__`` JSON string with the version and
+the kind of each key.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.datasets.class_overlaps import ClassOverlaps, as_class_overlaps
 from frcnn.errors import InputError, UnknownNameError
 from frcnn.utils.io import atomic_write
 
-#: bump when the content or layout of any cached roidb changes
-ROIDB_FORMAT_VERSION = 1
+#: bump when the content or layout of any cached roidb changes (2: gt_overlaps stored by row)
+ROIDB_FORMAT_VERSION = 2
 
 
 def fingerprint(parts: Iterable[Any], files: Iterable[str] = ()) -> str:
@@ -51,6 +54,8 @@ def cache_path(cache_dir: str, stem: str, key: str) -> str:
 
 
 def _kind(value: Any) -> str:
+    if isinstance(value, ClassOverlaps):
+        return "class_overlaps"
     if isinstance(value, np.ndarray):
         return "array"
     if isinstance(value, (bool, np.bool_)):
@@ -76,8 +81,12 @@ def pack_roidb(roidb: list[dict]) -> dict[str, np.ndarray]:
                 raise UnknownNameError(f"roidb cache: entry {i} lacks field '{key}' that entry 0 has")
             values.append(entry[key])
         kind = _kind(values[0])
+        if kind == "array" and any(isinstance(v, ClassOverlaps) for v in values):
+            kind = "class_overlaps"  # dense entries beside compact ones: store all compactly
         kinds[key] = kind
-        if kind == "array":
+        if kind == "class_overlaps":
+            out.update(_pack_class_overlaps(key, [as_class_overlaps(v) for v in values]))
+        elif kind == "array":
             out[key] = np.concatenate([np.asarray(v) for v in values], axis=0)
             out[key + ".len"] = np.array([len(v) for v in values], dtype=np.int64)
         elif kind == "str":
@@ -97,6 +106,10 @@ def unpack_roidb(arrays: Any, where: str = "roidb cache") -> list[dict]:
     n = int(meta["num_entries"])
     roidb: list[dict] = [{} for _ in range(n)]
     for key, kind in meta["kinds"].items():
+        if kind == "class_overlaps":
+            for i, value in enumerate(_unpack_class_overlaps(arrays, key, n)):
+                roidb[i][key] = value
+            continue
         data = np.asarray(arrays[key])
         if kind == "array":
             lens = np.asarray(arrays[key + ".len"])
@@ -108,6 +121,34 @@ def unpack_roidb(arrays: Any, where: str = "roidb cache") -> list[dict]:
             for i in range(n):
                 roidb[i][key] = cast(data[i])
     return roidb
+
+
+def _pack_class_overlaps(key: str, values: list[ClassOverlaps]) -> dict[str, np.ndarray]:
+    """``<key>.len`` rows and ``<key>.classes`` K per entry; ``<key>.row_nnz`` per row;
+    ``<key>.cols`` / ``<key>.vals`` the nonzeros of all rows in order."""
+    parts = [v.entries() for v in values]
+    return {
+        key + ".len": np.array([len(v) for v in values], dtype=np.int64),
+        key + ".classes": np.array([v.shape[1] for v in values], dtype=np.int64),
+        key + ".row_nnz": np.concatenate([v.row_counts() for v in values]).astype(np.int64),
+        key + ".cols": np.concatenate([p[1] for p in parts]),
+        key + ".vals": np.concatenate([p[2] for p in parts]),
+    }
+
+
+def _unpack_class_overlaps(arrays: Any, key: str, n: int) -> list[ClassOverlaps]:
+    lens, classes = np.asarray(arrays[key + ".len"]), np.asarray(arrays[key + ".classes"])
+    row_nnz, cols, vals = (np.asarray(arrays[key + s]) for s in (".row_nnz", ".cols", ".vals"))
+    if len(lens) != n or len(classes) != n or lens.sum() != len(row_nnz) or row_nnz.sum() != len(cols):
+        raise ValueError(f"field '{key}': inconsistent row counts")
+    row_start = np.concatenate(([0], np.cumsum(lens)))
+    ptr = np.concatenate(([0], np.cumsum(row_nnz)))
+    out = []
+    for i in range(n):
+        r0, r1 = row_start[i], row_start[i + 1]
+        indptr = ptr[r0 : r1 + 1] - ptr[r0]
+        out.append(ClassOverlaps(indptr, cols[ptr[r0] : ptr[r1]], vals[ptr[r0] : ptr[r1]], int(classes[i])))
+    return out
 
 
 def save_roidb(path: str, roidb: list[dict], stale_glob: str | None = None) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from frcnn.datasets.class_overlaps import ClassOverlaps
 from frcnn.errors import InputError
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
@@ -209,8 +210,7 @@ def voc_gt_entry(
     num_objs = len(boxes)
     boxes_arr = np.array(boxes, dtype=np.uint16).reshape(num_objs, 4)
     gt_classes = np.array(classes, dtype=np.int32)
-    overlaps = np.zeros((num_objs, len(class_to_ind)), dtype=np.float32)
-    overlaps[np.arange(num_objs), gt_classes] = 1.0
+    overlaps = ClassOverlaps.from_entries(np.arange(num_objs), gt_classes, 1.0, (num_objs, len(class_to_ind)))
     b = boxes_arr.astype(np.float32)
     seg_areas = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
     return {

@@ -1,7 +1,8 @@
 """Roidb preparation for training (upstream's ``lib/roi_data_layer/roidb.py``).
 
 1. ``prepare_roidb``: add ``image`` (path), ``width``, ``height``, ``max_overlaps`` and
-   ``max_classes`` to every entry.
+   ``max_classes`` to every entry (the max / argmax over the classes of ``gt_overlaps``, a
+   :class:`frcnn.datasets.class_overlaps.ClassOverlaps` or a dense array: the same values).
 2. ``compute_bbox_regression_targets``: ``bbox_targets`` (R, 5) = class, tx, ty, tw, th for
    rows whose max overlap >= ``bbox_thresh`` (against the best gt row, overlap == 1), then
    normalised per class by the empirical means/stds (E[x^2] - E[x]^2, class counts start at
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from frcnn.datasets.class_overlaps import as_class_overlaps
 from frcnn.roi_data.sampling import fg_bg_candidates
 
 
@@ -28,7 +30,7 @@ def prepare_roidb(imdb: Any) -> None:
         entry["image"] = imdb.image_path_at(i)
         if "width" not in entry or "height" not in entry:
             entry["width"], entry["height"] = image_size(entry["image"])
-        gt_overlaps = np.asarray(entry["gt_overlaps"], dtype=np.float32)
+        gt_overlaps = as_class_overlaps(entry["gt_overlaps"])  # (R, K), dense arrays too
         if gt_overlaps.shape[0]:
             # max overlap with gt over classes (columns) and the class that has it
             max_overlaps = gt_overlaps.max(axis=1)

@@ -20,12 +20,16 @@ image. Here the windows of an image are exactly the anchors an RPN would score o
    made equal) are dropped, keeping the first.
 
 A 600 x 800 input gives 38 x 50 x 9 = 17100 windows; 600 x 1000, 21546 (the paper's 20000).
-``tools/dense_proposals.py`` writes them for a dataset as a proposal file (``.npz``).
+``tools/dense_proposals.py`` writes them for a dataset as a proposal file (``.npz``). The
+anchors (:func:`window_settings`): the tool's flags, else the config's ``ANCHOR_SCALES`` /
+``ANCHOR_RATIOS`` (e.g. ``coco_paper.yml``'s four scales), else a given net's anchor layers,
+else upstream's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +68,35 @@ def dense_windows(
     boxes = clip_boxes(boxes, (int(im_height), int(im_width))).astype(np.float32)
     _, first = np.unique(boxes, axis=0, return_index=True)
     return boxes[np.sort(first)]
+
+
+def window_settings(
+    scales: Sequence[float] | None = None,
+    ratios: Sequence[float] | None = None,
+    cfg: Any = None,
+    net_anchors: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(scales, ratios) of the windows, each from the first of: the value given (a flag), the
+    config's ``ANCHOR_SCALES`` / ``ANCHOR_RATIOS`` when set (what the run's RPN layers use),
+    ``net_anchors`` (the ``scales`` / ``ratios`` of a net's anchor layers), upstream's 8, 16, 32
+    and 0.5, 1, 2."""
+    net = net_anchors or (None, None)
+    chosen = []
+    for given, key, own, default in ((scales, "ANCHOR_SCALES", net[0], DEFAULT_SCALES),
+                                     (ratios, "ANCHOR_RATIOS", net[1], DEFAULT_RATIOS)):
+        from_cfg = cfg.get(key) if cfg is not None else None
+        value = next(v for v in (given, from_cfg, own, default) if v is not None)
+        chosen.append(tuple(value))
+    return chosen[0], chosen[1]
+
+
+def settings_suffix(scales: Sequence[float], ratios: Sequence[float]) -> str:
+    """``""`` for upstream's anchors, else ``_a<scales>x<ratios>`` (e.g. ``_a4-8-16-32x0.5-1-2``),
+    so windows of other anchors get other default file names."""
+    if (tuple(float(s) for s in scales), tuple(float(r) for r in ratios)) == (
+        tuple(float(s) for s in DEFAULT_SCALES), tuple(float(r) for r in DEFAULT_RATIOS)):
+        return ""
+    return "_a" + "-".join(f"{float(s):g}" for s in scales) + "x" + "-".join(f"{float(r):g}" for r in ratios)
 
 
 def window_anchors(scales: Sequence[float] | None = None, ratios: Sequence[float] | None = None) -> np.ndarray:
