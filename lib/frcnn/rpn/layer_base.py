@@ -115,7 +115,7 @@ class AnchorLayer(ConfiguredLayer):
             f"{type(self).__name__}: bottom '{bottom}' has {int(channels)} channels, but the anchor setting "
             f"(scales {_listed(self.scales)} x ratios {_listed(self.ratios)}: {a} anchors) needs {per_anchor * a} "
             f"({per_anchor} x {a}){fits}. Set ANCHOR_SCALES / ANCHOR_RATIOS to the net's anchors, or write the net "
-            "for them (frcnn.nets.adapt, which train_net, test_net and the alt-opt driver apply to --set values; "
+            "for them (frcnn.nets.adapt, which train_net, test_net, rpn_generate and the alt-opt driver apply to --set values; "
             "tools/dev/make_model_prototxts.py --anchor_scales/--anchor_ratios)"
         )
 
