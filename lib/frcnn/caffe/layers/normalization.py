@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from ..prototxt import Message
 from .base import Layer, Shape, register
@@ -92,6 +95,33 @@ class BatchNorm(Layer):
         return (y,)
 
 
+class _ScaleBias(torch.autograd.Function):
+    """``torch.addcmul(bias, x, scale)`` (bias and scale broadcast over ``x``) on the CPU, faster.
+
+    With two broadcast operands torch's CPU kernel runs element by element; with the bias
+    first written out at ``x``'s size only the scale is broadcast and the kernel is vectorised
+    (about 4x faster for the first Scale layer of the SMALL net). Its values are the same
+    (tests/caffe/test_scale_fast_path.py holds them equal). The backward is addcmul's
+    (``grad * scale``, ``sum_to(grad * x)``, ``sum_to(grad)``) without its ``x * 1`` copy.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, scale)
+        ctx.shapes = (scale.shape, bias.shape)
+        return bias.expand(x.shape).clone(memory_format=torch.contiguous_format).addcmul_(x, scale)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, scale = ctx.saved_tensors
+        scale_shape, bias_shape = ctx.shapes
+        gx = grad * scale if ctx.needs_input_grad[0] else None
+        gs = (grad * x).sum_to_size(scale_shape) if ctx.needs_input_grad[1] else None
+        gb = grad.sum_to_size(bias_shape) if ctx.needs_input_grad[2] else None
+        return gx, gs, gb
+
+
 @register("Scale")
 class Scale(Layer):
     """``y = x * scale (+ bias)``, scale broadcast over axes ``[axis, axis+num_axes)``; the scale
@@ -145,5 +175,9 @@ class Scale(Layer):
             raise self.error(f"scale shape {tuple(scale.shape)} does not match bottom {tuple(x.shape)} at axis {a}")
         view = (1,) * a + tuple(scale.shape) + (1,) * (x.dim() - a - scale.dim())
         if self.bias_term:
-            return (torch.addcmul(self.blobs[-1].reshape(view), x, scale.reshape(view)),)
+            bias = self.blobs[-1].reshape(view)
+            if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.is_contiguous() \
+                    and bias.dtype == x.dtype and scale.dtype == x.dtype:
+                return (_ScaleBias.apply(x, scale.reshape(view), bias),)
+            return (torch.addcmul(bias, x, scale.reshape(view)),)
         return (x * scale.reshape(view),)
