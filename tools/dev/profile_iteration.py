@@ -227,6 +227,7 @@ def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], dict]:
     import frcnn.inference.test as test_mod
     from frcnn.boxes.nms import nms_from_config
     from frcnn.caffe import TEST, Net
+    from frcnn.caffe.host_memory import keep_freed_memory
     from frcnn.config import device_from_config
     from frcnn.datasets.factory import get_imdb
     from frcnn.inference.on_device import detections_on_device
@@ -240,6 +241,8 @@ def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], dict]:
     if args.caffemodel is None:
         print("Note: random weights (no --net): the detections, and so the post-processing time, are not a "
               "trained model's")
+    if net.device.type == "cpu":  # as test_net does
+        keep_freed_memory()
     meter = Meter()
     layer_rows = instrument_net(net, meter, args.by_layer)
     on_device = bool(cfg.TEST.DEVICE_POSTPROCESS)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from . import solver_state as st
+from .host_memory import keep_freed_memory
 from .net import TRAIN, Net
 from .precision import LossScaler
 from .prototxt import Message
@@ -72,6 +73,8 @@ class SGDSolver:
             from frcnn.config import device_from_config
 
             self.net.to(device_from_config(cfg))
+        if self.net.device.type == "cpu":  # the iterations reuse their host memory (host_memory)
+            keep_freed_memory()
         #: float16 training (TRAIN.AMP "fp16"): dynamic loss scaling around Caffe's update
         self.scaler = LossScaler(self.net.device) if self.net.precision.amp == torch.float16 else None
         self.iter = 0
