@@ -15,11 +15,13 @@ Clocks: CPU time, not the wall clock, so that other jobs on the machine change t
 An iteration's (image's) total is the process's CPU time (``time.process_time``: every thread,
 the data layer's prefetch workers included); each part is the calling thread's CPU time
 (``time.thread_time``) inside that part; "prefetch threads" is the difference between the two
-clocks. The wall clock per iteration is printed beside it. Backward is one call; its split by
-layer type comes from a second run of ``--profile_iters`` iterations under ``torch.profiler``
-(each autograd node's time, mapped to the layer type that made it) and is scaled to the
-measured backward total. On a GPU the rows are host time (launches and bookkeeping), not
-kernel time.
+clocks. The wall clock per iteration is printed beside it. Backward is one call; hooks on its
+autograd nodes time each node (the engine runs a CPU graph on the calling thread), and each
+node's row is the layer type that made it (``BACKWARD_NODES``); "autograd engine, rest" is the
+backward call's time outside the nodes. The wrappers, hooks and clock calls (a few us per
+layer and node) land in the rows around them, so the timed iterations cost a little more than
+plain ones: the same number of plain iterations runs first, and its times are printed under
+the table. On a GPU the rows are host time (launches and bookkeeping), not kernel time.
 
 The training iterations are ``SGDSolver.step(1)`` calls of the real solver (data layer, RPN
 layers, losses, backward, Caffe's update) after ``--warmup`` untimed ones; the test images go
@@ -44,6 +46,11 @@ from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser
 from frcnn.errors import UserError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def _path(p: str) -> str:
+    """A path as given (absolute, or relative to the working directory), else under the repository."""
+    return p if os.path.exists(p) else os.path.join(ROOT, p)
 TOY = os.path.join("models", "toy", "SMALL", "faster_rcnn_end2end")
 CFGS = [os.path.join("experiments", "cfgs", "faster_rcnn_end2end.yml"), os.path.join("experiments", "cfgs", "toy.yml")]
 
@@ -66,6 +73,8 @@ BACKWARD_NODES = {
     "SoftmaxBackward": "Softmax",
     "LogSoftmaxBackward": "SoftmaxWithLoss",
     "GatherBackward": "SoftmaxWithLoss",
+    "_MaxPoolChannelsLastBackward": "Pooling",
+    "_ScaleBiasBackward": "Scale",
     "AccumulateGrad": "parameter gradients (AccumulateGrad)",
 }
 
@@ -77,8 +86,8 @@ def parse_args(argv: list[str] | None = None) -> Any:
              "test: images through im_detect and the per-image detections")
     add_flag(parser, "--iters", type=int, default=50, help="timed iterations (train) or images (test)")
     add_flag(parser, "--warmup", type=int, default=5, help="untimed iterations / images first")
-    add_flag(parser, "--profile_iters", type=int, default=10,
-             help="iterations under torch.profiler for the backward split (0: no split)")
+    add_flag(parser, "--no_backward_split", action="store_true",
+             help="time backward as one row (no hooks on the autograd nodes)")
     add_flag(parser, "--threads", type=int, default=1, help="torch threads (torch.set_num_threads)")
     add_flag(parser, "--solver", default=os.path.join(TOY, "solver.prototxt"), help="solver prototxt (train)")
     add_flag(parser, "--def", dest="prototxt", default=os.path.join(TOY, "test.prototxt"), help="test prototxt (test)")
@@ -89,8 +98,8 @@ def parse_args(argv: list[str] | None = None) -> Any:
     add_flag(parser, "--by_layer", action="store_true", help="one forward row per layer (default: per layer type)")
     add_flag(parser, "--cprofile", type=int, default=0, help="also print the N functions of most own time (cProfile)")
     args = parser.parse_args(argv)
-    if args.iters < 1 or args.warmup < 0 or args.profile_iters < 0 or args.threads < 1:
-        raise UserError("--iters and --threads must be >= 1, --warmup and --profile_iters >= 0")
+    if args.iters < 1 or args.warmup < 0 or args.threads < 1:
+        raise UserError("--iters and --threads must be >= 1, --warmup >= 0")
     if args.cfg_file is None:
         args.cfg_file = [os.path.join(ROOT, c) for c in CFGS]
     return args
@@ -98,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> Any:
 
 # ---------------------------------------------------------------------------------- the meter
 class Meter:
-    """CPU time of the calling thread per named part, and which parts are nested in which."""
+    """CPU time of the calling thread per named part (``wrap``), counted while ``on``."""
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = collections.defaultdict(float)
@@ -137,32 +146,68 @@ def instrument_net(net: Any, meter: Meter, by_name: bool = False) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def backward_row(node: Any) -> str:
+    """The table row of an autograd node: the layer type that made it."""
+    name = type(node).__name__.split("::")[-1].rstrip("0123456789")
+    return "backward: " + BACKWARD_NODES.get(name, "other (losses, reshapes, sums)")
+
+
+def time_nodes(root: Any, meter: Meter) -> None:
+    """Hooks on every autograd node reachable from ``root``: each node's CPU time (the engine
+    runs a CPU graph on the calling thread, one node at a time) goes to its row."""
+    seen, stack = set(), [root]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(nxt for nxt, _ in node.next_functions)
+        key, start = backward_row(node), []
+        node.register_prehook(lambda grads, start=start: start.append(time.thread_time()))
+
+        def done(grad_inputs: Any, grad_outputs: Any, key: str = key, start: list = start) -> None:
+            if start:
+                meter.totals[key] += time.thread_time() - start.pop()
+
+        node.register_hook(done)
+
+
 @contextlib.contextmanager
-def timed_backward(meter: Meter) -> Any:
-    """Time every ``Tensor.backward`` call (the solver's) while inside."""
+def timed_backward(meter: Meter, per_node: bool = True) -> Any:
+    """Time every ``Tensor.backward`` call (the solver's) while inside, and (``per_node``) each
+    autograd node of it."""
     original = torch.Tensor.backward
-    torch.Tensor.backward = meter.wrap(original, "backward")
+
+    def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if meter.on and per_node and self.grad_fn is not None:
+            time_nodes(self.grad_fn, meter)
+        return meter.wrap(original, "backward")(self, *args, **kwargs)
+
+    torch.Tensor.backward = backward
     try:
         yield
     finally:
         torch.Tensor.backward = original
 
 
-def backward_split(run: Callable[[], None]) -> dict[str, float]:
-    """Share of the backward time per layer type, from ``run()`` under torch.profiler."""
-    from torch.profiler import ProfilerActivity, profile
+class Clocks:
+    """Per iteration (image): the process's CPU time, the wall clock, the calling thread's CPU time."""
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run()
-    shares: dict[str, float] = collections.defaultdict(float)
-    prefix = "autograd::engine::evaluate_function: "
-    for ev in prof.key_averages():
-        if not ev.key.startswith(prefix):
-            continue
-        node = ev.key[len(prefix):].rstrip("0123456789")
-        shares[BACKWARD_NODES.get(node, "other (losses, reshapes, sums)")] += ev.cpu_time_total
-    total = sum(shares.values()) or 1.0
-    return {k: v / total for k, v in shares.items()}
+    def __init__(self) -> None:
+        self.cpu: list[float] = []
+        self.wall: list[float] = []
+        self.thread: list[float] = []
+
+    def run(self, step: Callable[[], None]) -> None:
+        p0, w0, t0 = time.process_time(), time.perf_counter(), time.thread_time()
+        step()
+        self.cpu.append(time.process_time() - p0)
+        self.wall.append(time.perf_counter() - w0)
+        self.thread.append(time.thread_time() - t0)
+
+    def mean(self, which: str = "cpu") -> float:
+        values = getattr(self, which)
+        return sum(values) / len(values)
 
 
 # ---------------------------------------------------------------------------------- train
@@ -179,51 +224,49 @@ def build_solver(args: Any, cfg: Any) -> Any:
     roidb, imdb = _quiet(get_roidb, args.imdb_name or "toy_trainval", cfg)
     roidb = filter_roidb(roidb, cfg)
     out = os.path.join(ROOT, "output", "profile_iteration")
-    solver = ensure_solver_classes(os.path.join(ROOT, args.solver), imdb.num_classes, os.path.join(out, "models"),
+    solver = ensure_solver_classes(_path(args.solver), imdb.num_classes, os.path.join(out, "models"),
                                    cfg.ROOT_DIR, cfg=cfg)
     sw = _quiet(SolverWrapper, solver, roidb, out, cfg)
     sw.solver.param.display = 0
     return sw.solver
 
 
-def profile_train(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], dict]:
+def profile_train(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], Clocks, Clocks]:
+    """(rows, the instrumented iterations' clocks, the plain iterations' clocks)."""
     solver = build_solver(args, cfg)
     meter = Meter()
     layer_rows = instrument_net(solver.net, meter, args.by_layer)
     solver._apply_update = meter.wrap(solver._apply_update, "solver update")
     solver.step(args.warmup)
-    split = backward_split(lambda: solver.step(args.profile_iters)) if args.profile_iters else {}
-    cpu, wall, thread = [], [], []
-    with timed_backward(meter):
+    plain = Clocks()
+    for _ in range(args.iters):  # the wrappers are off: what an iteration costs without them
+        plain.run(lambda: solver.step(1))
+    clocks = Clocks()
+    with timed_backward(meter, per_node=not args.no_backward_split):
         meter.on = True
         for _ in range(args.iters):
-            p0, w0, t0 = time.process_time(), time.perf_counter(), time.thread_time()
-            solver.step(1)
-            cpu.append(time.process_time() - p0)
-            wall.append(time.perf_counter() - w0)
-            thread.append(time.thread_time() - t0)
+            clocks.run(lambda: solver.step(1))
         meter.on = False
-    n = args.iters
-    t = {k: v / n for k, v in meter.totals.items()}
+    t = {k: v / args.iters for k, v in meter.totals.items()}
     layers = sum(t.get(k, 0.0) for k in layer_rows)
     rows = [(k, t.get(k, 0.0)) for k in layer_rows if k.startswith("layer ")]
     rows += [(k, t.get(k, 0.0)) for k in layer_rows if k.startswith("Python ")]
     rows += [("data layer (main thread)", t.get("data layer (main thread)", 0.0))]
-    rows += [("data prefetch threads", sum(cpu) / n - sum(thread) / n)]
+    rows += [("data prefetch threads", clocks.mean("cpu") - clocks.mean("thread"))]
     bwd = t.get("backward", 0.0)
-    if split:
-        rows += [(f"backward: {k}", bwd * share) for k, share in sorted(split.items(), key=lambda kv: -kv[1])]
-    else:
-        rows += [("backward", bwd)]
+    nodes = sorted(((k, v) for k, v in t.items() if k.startswith("backward: ")), key=lambda kv: -kv[1])
+    rows += nodes
+    rows += [("backward: autograd engine, rest" if nodes else "backward", bwd - sum(v for _, v in nodes))]
     rows += [("solver update", t.get("solver update", 0.0))]
     rows += [("engine bookkeeping (Net.forward minus its layers)", t.get("net.forward", 0.0) - layers)]
     rows += [("solver step, rest (loss sums, positions, loop)",
-              sum(thread) / n - t.get("net.forward", 0.0) - bwd - t.get("solver update", 0.0))]
-    return rows, {"cpu": cpu, "wall": wall, "unit": "iteration"}
+              clocks.mean("thread") - t.get("net.forward", 0.0) - bwd - t.get("solver update", 0.0))]
+    return rows, clocks, plain
 
 
 # ---------------------------------------------------------------------------------- test
-def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], dict]:
+def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], Clocks, Clocks]:
+    """(rows, the instrumented images' clocks, the plain images' clocks)."""
     import frcnn.inference.test as test_mod
     from frcnn.boxes.nms import nms_from_config
     from frcnn.caffe import TEST, Net
@@ -237,7 +280,7 @@ def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], dict]:
     imdb = _quiet(get_imdb, args.imdb_name or "toy_test", cfg)
     count = args.warmup + args.iters
     images = [read_image(imdb.image_path_at(i % imdb.num_images)) for i in range(count)]
-    net = Net(os.path.join(ROOT, args.prototxt), args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
+    net = Net(_path(args.prototxt), args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     if args.caffemodel is None:
         print("Note: random weights (no --net): the detections, and so the post-processing time, are not a "
               "trained model's")
@@ -260,23 +303,20 @@ def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], dict]:
         else:
             detect_numpy(scores, boxes, nms_fn, cfg.TEST.NMS, 0.05, 100)
 
-    cpu, wall, thread = [], [], []
+    plain, clocks = Clocks(), Clocks()
     try:
         for im in images[: args.warmup]:
             one(im)
+        for im in images[args.warmup:]:
+            plain.run(lambda im=im: one(im))
         meter.on = True
         for im in images[args.warmup:]:
-            p0, w0, t0 = time.process_time(), time.perf_counter(), time.thread_time()
-            one(im)
-            cpu.append(time.process_time() - p0)
-            wall.append(time.perf_counter() - w0)
-            thread.append(time.thread_time() - t0)
+            clocks.run(lambda im=im: one(im))
         meter.on = False
     finally:
         for name, fn in saved.items():
             setattr(test_mod, name, fn)
-    n = args.iters
-    t = {k: v / n for k, v in meter.totals.items()}
+    t = {k: v / args.iters for k, v in meter.totals.items()}
     layers = sum(t.get(k, 0.0) for k in layer_rows)
     rows = [("preprocess (image blob)", t.get("preprocess (image blob)", 0.0))]
     rows += [(k, t.get(k, 0.0)) for k in layer_rows if k.startswith("layer ")]
@@ -285,24 +325,29 @@ def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], dict]:
     post = [k for k in t if k.startswith("post-processing")]
     rows += [(k, t[k]) for k in sorted(post)]
     rows += [("im_detect, rest (input tensors, copies)",
-              sum(thread) / n - sum(t.get(k, 0.0) for k in ("preprocess (image blob)", "net.forward", *post)))]
-    rows += [("other threads", sum(cpu) / n - sum(thread) / n)]
-    return rows, {"cpu": cpu, "wall": wall, "unit": "image"}
+              clocks.mean("thread") - sum(t.get(k, 0.0) for k in ("preprocess (image blob)", "net.forward", *post)))]
+    rows += [("other threads", clocks.mean("cpu") - clocks.mean("thread"))]
+    return rows, clocks, plain
 
 
 # ---------------------------------------------------------------------------------- output
-def print_table(rows: list[tuple[str, float]], stats: dict, title: str) -> None:
-    cpu = sum(stats["cpu"]) / len(stats["cpu"])
+def _summary(clocks: Clocks, unit: str) -> str:
+    cpu = clocks.cpu
+    return (f"CPU time mean {1e3 * clocks.mean():.2f} ms, median {1e3 * statistics.median(cpu):.2f} ms, "
+            f"min {1e3 * min(cpu):.2f} ms; wall clock median {1e3 * statistics.median(clocks.wall):.2f} ms "
+            f"({len(cpu)} {unit}s)")
+
+
+def print_table(rows: list[tuple[str, float]], clocks: Clocks, plain: Clocks, unit: str, title: str) -> None:
+    cpu = clocks.mean()
     print(f"\n{title}")
-    print(f"| part | CPU ms per {stats['unit']} | share |")
+    print(f"| part | CPU ms per {unit} | share |")
     print("|---|---:|---:|")
     for name, sec in rows:
         print(f"| {name} | {sec * 1e3:.2f} | {100 * sec / cpu:.1f}% |")
     print(f"| **total (process CPU time)** | **{cpu * 1e3:.2f}** | 100% |")
-    med = statistics.median(stats["cpu"])
-    print(f"\nper {stats['unit']}: CPU time mean {cpu * 1e3:.2f} ms, median {med * 1e3:.2f} ms, "
-          f"min {min(stats['cpu']) * 1e3:.2f} ms; wall clock median {statistics.median(stats['wall']) * 1e3:.2f} ms "
-          f"({len(stats['cpu'])} {stats['unit']}s)")
+    print(f"\nper {unit}, timed part by part (the table): {_summary(clocks, unit)}")
+    print(f"per {unit}, not instrumented: {_summary(plain, unit)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,17 +364,18 @@ def main(argv: list[str] | None = None) -> int:
         prof = cProfile.Profile()
         prof.enable()
     if args.mode == "train":
-        rows, stats = profile_train(args, cfg)
+        rows, clocks, plain = profile_train(args, cfg)
     else:
-        rows, stats = profile_test(args, cfg)
+        rows, clocks, plain = profile_test(args, cfg)
     if prof is not None:
         import pstats
 
         prof.disable()
         pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(args.cprofile)
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    print_table(rows, stats, f"{args.mode}: {args.iters} {stats['unit']}s, torch threads {torch.get_num_threads()} "
-                             f"(OMP_NUM_THREADS {threads}), device {'cpu' if cfg.GPU_ID < 0 else cfg.GPU_ID}")
+    unit = "iteration" if args.mode == "train" else "image"
+    print_table(rows, clocks, plain, unit, f"{args.mode}: {args.iters} {unit}s, torch threads {torch.get_num_threads()} "
+                                           f"(OMP_NUM_THREADS {threads}), device {'cpu' if cfg.GPU_ID < 0 else cfg.GPU_ID}")
     return 0
 
 
