@@ -223,9 +223,8 @@ def build_solver(args: Any, cfg: Any) -> Any:
     set_random_seeds(cfg.RNG_SEED)
     roidb, imdb = _quiet(get_roidb, args.imdb_name or "toy_trainval", cfg)
     roidb = filter_roidb(roidb, cfg)
-    out = os.path.join(ROOT, "output", "profile_iteration")
-    solver = ensure_solver_classes(_path(args.solver), imdb.num_classes, os.path.join(out, "models"),
-                                   cfg.ROOT_DIR, cfg=cfg)
+    out = os.path.join(cfg.ROOT_DIR, "output", "profile_iteration")  # (the adapted nets, if any)
+    solver = ensure_solver_classes(_path(args.solver), imdb.num_classes, os.path.join(out, "models"), ROOT, cfg=cfg)
     sw = _quiet(SolverWrapper, solver, roidb, out, cfg)
     sw.solver.param.display = 0
     return sw.solver
@@ -270,7 +269,6 @@ def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], Clocks, 
     import frcnn.inference.test as test_mod
     from frcnn.boxes.nms import nms_from_config
     from frcnn.caffe import TEST, Net
-    from frcnn.caffe.host_memory import keep_freed_memory
     from frcnn.config import device_from_config
     from frcnn.datasets.factory import get_imdb
     from frcnn.inference.on_device import detections_on_device
@@ -285,7 +283,12 @@ def profile_test(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], Clocks, 
         print("Note: random weights (no --net): the detections, and so the post-processing time, are not a "
               "trained model's")
     if net.device.type == "cpu":  # as test_net does
-        keep_freed_memory()
+        try:
+            from frcnn.caffe.host_memory import keep_freed_memory
+        except ImportError:  # a checkout from before it (for before/after tables)
+            pass
+        else:
+            keep_freed_memory()
     meter = Meter()
     layer_rows = instrument_net(net, meter, args.by_layer)
     on_device = bool(cfg.TEST.DEVICE_POSTPROCESS)
