@@ -32,6 +32,7 @@ def test_profile_iteration_tables_on_a_small_toy_set(tmp_path, capsys):
         assert name in rows, name
     assert rows["layer InnerProduct"] > 0 and rows["backward: Convolution"] > 0 and rows["solver update"] > 0
     assert sum(rows.values()) == pytest.approx(total, abs=0.01 * len(rows))  # the parts make the whole
+    assert min(rows.values()) > -0.05, rows  # and none overlaps another
     assert "per iteration, not instrumented: CPU time mean" in out
 
     assert tool.main(["--cpu", "--mode", "test", "--iters", "2", "--warmup", "0", "--by_layer", *where]) == 0
@@ -41,6 +42,7 @@ def test_profile_iteration_tables_on_a_small_toy_set(tmp_path, capsys):
     assert "layer fc6 (InnerProduct)" in rows and "Python ProposalLayer" in rows
     assert any(k.startswith("post-processing") for k in rows) and "preprocess (image blob)" in rows
     assert sum(rows.values()) == pytest.approx(total, abs=0.01 * len(rows))
+    assert min(rows.values()) > -0.05, rows
 
 
 def test_profile_iteration_says_where_the_toy_set_is_missing(tmp_path):

@@ -17,8 +17,8 @@ the data layer's prefetch workers included); each part is the calling thread's C
 (``time.thread_time``) inside that part; "prefetch threads" is the difference between the two
 clocks. The wall clock per iteration is printed beside it. Backward is one call; hooks on its
 autograd nodes time each node (the engine runs a CPU graph on the calling thread), and each
-node's row is the layer type that made it (``BACKWARD_NODES``); "autograd engine, rest" is the
-backward call's time outside the nodes. The wrappers, hooks and clock calls (a few us per
+node's row is the layer type that made it (``BACKWARD_NODES``); "rest" is the backward call's
+time outside the nodes (the engine, and the AccumulateGrad nodes, which cannot be timed so). The wrappers, hooks and clock calls (a few us per
 layer and node) land in the rows around them, so the timed iterations cost a little more than
 plain ones: the same number of plain iterations runs first, and its times are printed under
 the table. On a GPU the rows are host time (launches and bookkeeping), not kernel time.
@@ -75,7 +75,6 @@ BACKWARD_NODES = {
     "GatherBackward": "SoftmaxWithLoss",
     "_MaxPoolChannelsLastBackward": "Pooling",
     "_ScaleBiasBackward": "Scale",
-    "AccumulateGrad": "parameter gradients (AccumulateGrad)",
 }
 
 
@@ -162,6 +161,8 @@ def time_nodes(root: Any, meter: Meter) -> None:
             continue
         seen.add(node)
         stack.extend(nxt for nxt, _ in node.next_functions)
+        if type(node).__name__ == "AccumulateGrad":  # its pre-hook runs as a tensor hook, at another time
+            continue
         key, start = backward_row(node), []
         node.register_prehook(lambda grads, start=start: start.append(time.thread_time()))
 
@@ -255,7 +256,8 @@ def profile_train(args: Any, cfg: Any) -> tuple[list[tuple[str, float]], Clocks,
     bwd = t.get("backward", 0.0)
     nodes = sorted(((k, v) for k, v in t.items() if k.startswith("backward: ")), key=lambda kv: -kv[1])
     rows += nodes
-    rows += [("backward: autograd engine, rest" if nodes else "backward", bwd - sum(v for _, v in nodes))]
+    rows += [("backward: rest (autograd engine, gradient accumulation into .grad)" if nodes else "backward",
+              bwd - sum(v for _, v in nodes))]
     rows += [("solver update", t.get("solver update", 0.0))]
     rows += [("engine bookkeeping (Net.forward minus its layers)", t.get("net.forward", 0.0) - layers)]
     rows += [("solver step, rest (loss sums, positions, loop)",
