@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from . import solver_state as st
+from .host_memory import keep_freed_memory
 from .net import TRAIN, Net
 from .precision import LossScaler
 from .prototxt import Message
@@ -72,6 +73,8 @@ class SGDSolver:
             from frcnn.config import device_from_config
 
             self.net.to(device_from_config(cfg))
+        if self.net.device.type == "cpu":  # the iterations reuse their host memory (host_memory)
+            keep_freed_memory()
         #: float16 training (TRAIN.AMP "fp16"): dynamic loss scaling around Caffe's update
         self.scaler = LossScaler(self.net.device) if self.net.precision.amp == torch.float16 else None
         self.iter = 0
@@ -178,23 +181,18 @@ class SGDSolver:
             _emit(f"Iteration {self.iter}, lr = {_g(rate)}")
         params = self.net.learnable_params()
         with torch.no_grad():
-            grads = {}
-            for layer, i, w, _spec in params:
-                grads[(layer, i)] = w.grad if w.grad is not None else torch.zeros_like(w)
+            grads = [w.grad if w.grad is not None else torch.zeros_like(w) for _, _, w, _ in params]
             if p.clip_gradients > 0:
-                norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values())))
+                norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
                 if norm > p.clip_gradients:
                     factor = p.clip_gradients / norm
                     _emit(f"Gradient clipping: scaling down gradients (L2 norm {_g(norm)} > "
                           f"{_g(p.clip_gradients)}) by scale factor {_g(factor)}")
-                    grads = {k: g * factor for k, g in grads.items()}
-            for layer, i, w, spec in params:
-                g = grads[(layer, i)]
-                if p.iter_size > 1:
-                    g = g * (1.0 / p.iter_size)
-                decay = p.weight_decay * spec.decay_mult
-                if decay:
-                    g = g + decay * (w if p.regularization_type == "L2" else torch.sign(w))
+                    grads = [g * factor for g in grads]
+            scratch = self._scratch_for(params)
+            for (layer, i, w, spec), g in zip(params, grads):
+                g = regularized_gradient(g, w, p.iter_size, p.weight_decay * spec.decay_mult,
+                                         p.regularization_type, scratch)
                 key = f"{layer}/{i}"
                 v = self.history.get(key)
                 if v is None:
@@ -207,6 +205,22 @@ class SGDSolver:
                 v = momentum_update(v, g, p.momentum, rate * spec.lr_mult)
                 self.history[key] = v
                 w.sub_(v)
+
+    def _scratch_for(self, params: list) -> dict[tuple, torch.Tensor]:
+        """Work space for the update, kept between iterations: one buffer per (device, dtype) as
+        large as the largest blob (a fresh gradient-sized tensor per blob and iteration costs more
+        than the arithmetic: the allocator returns large blocks to the system and faults them in
+        again)."""
+        need: dict[tuple, int] = {}
+        for _, _, w, _ in params:
+            key = (w.device, w.dtype)
+            need[key] = max(need.get(key, 0), w.numel())
+        scratch = getattr(self, "_scratch", {})
+        for key, n in need.items():
+            if key not in scratch or scratch[key].numel() < n:
+                scratch[key] = torch.empty(n, device=key[0], dtype=key[1])
+        self._scratch = scratch
+        return scratch
 
     # -- snapshots ----------------------------------------------------------------------
     def snapshot(self, path: str | None = None) -> str:
@@ -267,6 +281,26 @@ class SGDSolver:
         if self.scaler is not None and "loss_scaler" in state:
             self.scaler.load_state_dict(state["loss_scaler"])
         self._timer = None
+
+
+def regularized_gradient(g: torch.Tensor, w: torch.Tensor, iter_size: int, decay: float, regularization: str,
+                         scratch: dict[tuple, torch.Tensor]) -> torch.Tensor:
+    """Caffe's Normalize and Regularize: ``g / iter_size``, then ``+ decay * w`` (L2) or
+    ``+ decay * sign(w)`` (L1). The same float operations, in the same order, as the plain
+    expressions ``g * (1 / iter_size) + decay * w``; the result is written into ``scratch``
+    (``_scratch_for``) rather than into new tensors, and ``g`` itself is left as it is."""
+    if iter_size <= 1 and not decay:
+        return g
+    buf = scratch[(w.device, w.dtype)][: w.numel()].view(w.shape)
+    if not decay:
+        return torch.mul(g, 1.0 / iter_size, out=buf)
+    if regularization == "L2":
+        torch.mul(w, decay, out=buf)
+    else:
+        torch.sign(w, out=buf).mul_(decay)
+    if iter_size > 1:
+        return buf.add_(g * (1.0 / iter_size))  # (x + y == y + x in IEEE arithmetic)
+    return buf.add_(g)
 
 
 def momentum_update(v: torch.Tensor, g: torch.Tensor, momentum: float, local_rate: float) -> torch.Tensor:

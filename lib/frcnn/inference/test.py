@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from frcnn.boxes.transform import bbox_transform_inv, clip_boxes
+from frcnn.caffe.host_memory import keep_freed_memory
 from frcnn.datasets.proposals import proposal_boxes
 from frcnn.datasets.voc_metric import apply_voc_metric
 from frcnn.inference.detections import empty_all_boxes, save_detections
@@ -212,6 +213,8 @@ def test_net(
 
     nms_fn = nms_from_config(cfg)  # USE_GPU_NMS: the configured GPU, else the CPU
     on_device = bool(cfg.TEST.DEVICE_POSTPROCESS)  # else upstream's NumPy post-processing
+    if _net_device(net).type == "cpu":  # the images reuse their host memory (frcnn.caffe.host_memory)
+        keep_freed_memory()
     net = _maybe_graphed(net, cfg)
     apply_voc_metric(imdb, cfg.TEST.VOC_METRIC)  # checked before the images are run
     num_images = len(imdb.image_index)

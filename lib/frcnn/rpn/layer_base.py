@@ -121,5 +121,20 @@ class AnchorLayer(ConfiguredLayer):
 
     def feature_map_anchors(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """Every anchor of a ``height`` x ``width`` feature map, (H*W*A, 4) float64 on ``device``,
-        in (row, column, anchor) order (:func:`frcnn.rpn.generate_anchors.shifted_anchors`)."""
-        return shifted_anchors(self.anchors, height, width, self.feat_stride, device=device)
+        in (row, column, anchor) order (:func:`frcnn.rpn.generate_anchors.shifted_anchors`).
+
+        Made once per feature-map size and device and then reused (a training run sees a few
+        sizes; the grid is a dozen small tensor operations per forward otherwise): the caller
+        must not write into it. A change of the reference anchors (another buffer, or one
+        written in place) makes it anew."""
+        key = (int(height), int(width), torch.device(device))
+        cache = self.__dict__.setdefault("_anchor_grids", {})
+        entry = cache.get(key)  # (the reference anchors it was made from, their version, the grid)
+        base = self.anchors
+        if entry is None or entry[0] is not base or entry[1] != base._version:
+            if entry is None and len(cache) >= 8:  # sizes vary with the images' aspect ratios
+                cache.pop(next(iter(cache)))
+            entry = cache[key] = (base, base._version, shifted_anchors(base, height, width, self.feat_stride,
+                                                                       device=device))
+        grid = entry[2]
+        return grid

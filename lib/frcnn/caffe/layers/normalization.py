@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from ..prototxt import Message
 from .base import Layer, Shape, register
@@ -92,6 +95,32 @@ class BatchNorm(Layer):
         return (y,)
 
 
+class _ScaleBias(torch.autograd.Function):
+    """``torch.addcmul(bias, x, scale)`` (bias and scale broadcast over ``x``) with a leaner backward.
+
+    The forward is that very call. Its autograd formula computes the scale's gradient as
+    ``grad * (x * 1)``: a copy of ``x`` the size of the bottom (the first Scale layer of the SMALL
+    net: 4 MB per iteration) before the product; here ``grad * x``, the same numbers
+    (``x * 1 == x``). The other two are addcmul's too: ``grad * scale`` and ``sum_to(grad)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, scale)
+        ctx.shapes = (scale.shape, bias.shape)
+        return torch.addcmul(bias, x, scale)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, scale = ctx.saved_tensors
+        scale_shape, bias_shape = ctx.shapes
+        gx = grad * scale if ctx.needs_input_grad[0] else None
+        gs = (grad * x).sum_to_size(scale_shape) if ctx.needs_input_grad[1] else None
+        gb = grad.sum_to_size(bias_shape) if ctx.needs_input_grad[2] else None
+        return gx, gs, gb
+
+
 @register("Scale")
 class Scale(Layer):
     """``y = x * scale (+ bias)``, scale broadcast over axes ``[axis, axis+num_axes)``; the scale
@@ -145,5 +174,8 @@ class Scale(Layer):
             raise self.error(f"scale shape {tuple(scale.shape)} does not match bottom {tuple(x.shape)} at axis {a}")
         view = (1,) * a + tuple(scale.shape) + (1,) * (x.dim() - a - scale.dim())
         if self.bias_term:
-            return (torch.addcmul(self.blobs[-1].reshape(view), x, scale.reshape(view)),)
+            bias = self.blobs[-1].reshape(view)
+            if torch.is_grad_enabled() and x.dtype == bias.dtype == scale.dtype:
+                return (_ScaleBias.apply(x, scale.reshape(view), bias),)
+            return (torch.addcmul(bias, x, scale.reshape(view)),)
         return (x * scale.reshape(view),)

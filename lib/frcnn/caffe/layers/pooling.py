@@ -9,9 +9,11 @@ beyond ``H + p``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from ..prototxt import Message
 from .base import Layer, Shape, register
@@ -38,6 +40,50 @@ def _ave_divisor(size: int, out: int, k: int, p: int, s: int) -> list[int]:
     return sizes
 
 
+class _MaxPoolChannelsLast(torch.autograd.Function):
+    """MAX pooling of a contiguous NCHW CPU tensor, computed in channels-last order.
+
+    torch's NCHW max-pool kernel on the CPU is scalar; its channels-last one is vectorised over
+    the channels, about 5x faster here even with the two layout copies. Max pooling is exact
+    and both kernels scan a window in the same (row, column) order keeping the first maximum,
+    so the values and the argmax are the NCHW kernel's; the backward is torch's NCHW backward
+    on that argmax (the channels-last backward is slower), so the gradients are too.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                pad: tuple[int, int]) -> torch.Tensor:
+        y, idx = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), kernel, stride, pad,
+                              ceil_mode=True, return_indices=True)
+        idx = idx.contiguous()
+        ctx.save_for_backward(x, idx)
+        ctx.args = (kernel, stride, pad)
+        return y.contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, idx = ctx.saved_tensors
+        kernel, stride, pad = ctx.args
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, kernel, stride, pad, (1, 1),
+                                                            True, idx)
+        return gx, None, None, None
+
+
+def _channels_last_max_pool(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                            pad: tuple[int, int]) -> bool:
+    """Whether ``_MaxPoolChannelsLast`` computes Caffe's MAX pooling of ``x``: a contiguous NCHW
+    float CPU tensor (not also channels-last), and settings for which torch's ceil-mode output
+    size is Caffe's (padding at most half the kernel, as torch requires; without padding a
+    kernel at least as large as the stride, since torch also drops a last window that starts
+    beyond the input when there is no padding, Caffe only with padding)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not x.is_contiguous():
+        return False
+    if x.is_contiguous(memory_format=torch.channels_last):  # (also true for C == 1 or H == W == 1)
+        return False
+    return all(2 * p <= k and (p > 0 or k >= s) for k, s, p in zip(kernel, stride, pad))
+
+
 def caffe_pool2d(x: torch.Tensor, method: str, kernel: tuple[int, int], stride: tuple[int, int],
                  pad: tuple[int, int]) -> torch.Tensor:
     """MAX or AVE pooling of an (N,C,H,W) tensor with Caffe's output size and divisor."""
@@ -46,6 +92,11 @@ def caffe_pool2d(x: torch.Tensor, method: str, kernel: tuple[int, int], stride: 
     oh, ow = pool_out(h, kh, ph, sh), pool_out(w, kw, pw, sw)
     if oh <= 0 or ow <= 0:
         raise ValueError(f"pooling a {h}x{w} input with kernel {kernel}, pad {pad} gives no output")
+    if method == "MAX" and _channels_last_max_pool(x, kernel, stride, pad):
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _MaxPoolChannelsLast.apply(x, tuple(kernel), tuple(stride), tuple(pad))
+        y = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), kernel, stride, pad, ceil_mode=True)
+        return y.contiguous()
     # pad so that every window of the Caffe grid lies inside; extra rows never reach a window's
     # clipped area for MAX (-inf) and add zeros for AVE (its divisor is computed separately)
     extra_h = max(0, (oh - 1) * sh + kh - (h + ph))
