@@ -121,6 +121,28 @@ def test_coco_paper_settings_for_the_baseline_and_faster_rcnn(run):
     assert flag(calls[1], "--imdb") == ["coco_2014_minival"]
 
 
+def test_toy_alt_opt_schedule_drops_the_lr_inside_each_step(run):
+    """The toy default is a learning schedule (not the old 400-per-step smoke run): each step's
+    solver drops the lr once, before the step ends, so a changed ALT_ITERS default or stepsize
+    that puts the drop past the step's end (no drop at all) fails here."""
+    from frcnn.caffe.solver_param import read_solver
+    from frcnn.training.alt_opt import SOLVERS
+
+    r, calls = run("faster_rcnn_alt_opt.sh", "SMALL", "toy")
+    assert r.returncode == 0, r.stderr
+    (train,) = [c for c in calls if c[0] == "tools/train_faster_rcnn_alt_opt.py"]
+    models = "models/toy/SMALL/faster_rcnn_alt_opt"
+    assert flag(train, "--models_dir") == [models]
+    iters = [int(n) for n in flag(train, "--iters")[0].split(",")]
+    assert iters == [800, 3000, 1000, 800]
+    end2end = read_solver(os.path.join(ROOT, "models/toy/SMALL/faster_rcnn_end2end/solver.prototxt"), ROOT)
+    for stem, n in zip(SOLVERS, iters):
+        p = read_solver(os.path.join(ROOT, models, stem + ".prototxt"), ROOT)
+        assert p.lr_policy == "step" and 0 < p.stepsize < n, stem
+        assert p.learning_rate(0, 0)[0] == end2end.base_lr == 0.02, stem
+        assert p.learning_rate(n - 1, 0)[0] == pytest.approx(0.002), stem
+
+
 def test_coco_paper_config_holds_the_papers_settings():
     cfg = get_default_config()
     for f in ("faster_rcnn_alt_opt.yml", "coco_paper.yml"):

@@ -31,6 +31,9 @@ class NetDef:
     scratch: bool = False  # trained from scratch: msra fillers, no conv bias, BatchNorm+Scale
     base_lr: float = 0.001
     steps: tuple = (60000, 30000, 50000, 30000)  # rpn, alt-opt fast_rcnn, end2end, fast_rcnn
+    # the four alt-opt solvers' stepsizes (stage-1 rpn, stage-1 fast_rcnn, stage-2 rpn, stage-2
+    # fast_rcnn); None: steps' rpn and alt-opt fast_rcnn ones for both stages, as upstream
+    alt_steps: tuple | None = None
 
 
 # ---------------------------------------------------------------------------------------------

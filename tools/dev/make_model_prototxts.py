@@ -111,7 +111,10 @@ MATRIX += [("bccd", SMALL_BCCD, ("faster_rcnn_end2end",), 4, BCCD_SCALES)]
 # get the per-gt "best anchor" positives. Anchors of 32, 64, 128 and 256 px cover the range.
 # Its end2end solver fits the 3000-iteration CPU quick start (experiments/scripts): base_lr 0.02
 # and the step at 2400 (measured: docs/benchmarks.md).
-SMALL_TOY = dataclasses.replace(SMALL, base_lr=0.02, steps=(1500, 1000, 2400, 2000))
+# Its alt-opt solvers fit the toy schedule of experiments/scripts/faster_rcnn_alt_opt.sh
+# (ALT_ITERS 800,3000,1000,800): the end2end base_lr 0.02 in every step, and each step's lr / 10
+# at 3/4 of its iterations, upstream's ratio (the solver names: 60k of 80k, 30k of 40k).
+SMALL_TOY = dataclasses.replace(SMALL, base_lr=0.02, steps=(1500, 1000, 2400, 2000), alt_steps=(600, 2250, 750, 600))
 MATRIX += [("toy", SMALL_TOY, ("faster_rcnn_end2end", "faster_rcnn_alt_opt"), 6, (2, 4, 8, 16))]
 COCO_STEPS = {"faster_rcnn_end2end": 350000, "fast_rcnn": 200000}
 # COCO alt-opt (ours; upstream shipped none): the paper's step at 240k in every step (Sec. 4.2: 240k
@@ -211,16 +214,18 @@ def all_files(anchor_scales: tuple | None = None, anchor_ratios: tuple | None = 
         rpn_steps, alt_steps, e2e_steps, frcn_steps = net.steps
         if ds == "coco":
             rpn_steps, alt_steps = COCO_ALT_STEPS
+        alt_opt_steps = net.alt_steps or (rpn_steps, alt_steps, rpn_steps, alt_steps)
         for method in methods:
             folder = f"models/{ds}/{net.folder}/{method}"
             out.update({f"{folder}/{stem}.prototxt": text
                         for stem, text in net_files(ds, net, method, classes, scales, ratios).items()})
             if method == "faster_rcnn_alt_opt":
                 for s in (1, 2):
+                    rpn_step, frcn_step = alt_opt_steps[2 * s - 2:2 * s]
                     out[f"{folder}/stage{s}_rpn_solver60k80k.prototxt"] = solver_text(
-                        ds, net, method, f"stage{s}_rpn_train", rpn_steps, f"{net.prefix}_rpn", 1, net_root)
+                        ds, net, method, f"stage{s}_rpn_train", rpn_step, f"{net.prefix}_rpn", 1, net_root)
                     out[f"{folder}/stage{s}_fast_rcnn_solver30k40k.prototxt"] = solver_text(
-                        ds, net, method, f"stage{s}_fast_rcnn_train", alt_steps, f"{net.prefix}_fast_rcnn", 1, net_root)
+                        ds, net, method, f"stage{s}_fast_rcnn_train", frcn_step, f"{net.prefix}_fast_rcnn", 1, net_root)
                 continue
             end2end = method == "faster_rcnn_end2end"
             steps = COCO_STEPS[method] if ds == "coco" else e2e_steps if end2end else frcn_steps
