@@ -11,6 +11,9 @@
    the end (unless the last iteration was just saved);
 5. :class:`KeepLatestState`: after each snapshot, older snapshots lose their solver and train
    state (their weights stay), so only the newest one is resumable.
+
+In a data-parallel run 3, 4 and 5 run on rank 0 alone (``Hook.rank_zero_only``); 1 and 2 on
+every rank, which all see the losses averaged over the ranks, so all stop together.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class ProgressLog(Hook):
     last ``average_loss`` iterations, learning rate, speed and time left. Both numbers are
     the solver's (``display: 0`` means every 20), read when training starts."""
 
+    rank_zero_only = True
+
     def __init__(self) -> None:
         self.display = 20
         self.average_loss = 1
@@ -100,6 +105,8 @@ class PeriodicSnapshot(Hook):
     one at the end unless the last iteration has one already (a run resumed at
     ``max_iters`` writes nothing)."""
 
+    rank_zero_only = True
+
     def __init__(self) -> None:
         self.every = 1
         self.last_iter = -1
@@ -120,6 +127,8 @@ class PeriodicSnapshot(Hook):
 
 class KeepLatestState(Hook):
     """After a snapshot, drop the solver and train state of every older one (weights stay)."""
+
+    rank_zero_only = True
 
     def after_snapshot(self, loop: TrainLoop, path: str) -> None:
         for old in loop.snapshots[:-1]:
