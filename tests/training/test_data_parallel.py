@@ -7,7 +7,9 @@ set and net of tiny_setup:
   last snapshot to those same parameters;
 - a hung rank is named by the others, which stop after DIST_TIMEOUT;
 - ranks given different configs refuse to start, naming the key and the rank;
-- test_net on 2 ranks writes the detections and the mAP of one process.
+- test_net on 2 ranks writes the detections and the mAP of one process;
+- the alt-opt driver on 2 ranks (steps 1 and 2: RPN, proposals shared out, Fast R-CNN on them)
+  ends with the models and proposals of 1 process with iter_size 2.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from frcnn.caffe.caffemodel import read_caffemodel
 from frcnn.inference.detections import load_detections
 from frcnn.training import snapshot as snap
 from tests.tools.helpers import ROOT, tool_env
-from tests.training.tiny_setup import TINY_SETTINGS, make_tiny_voc, write_tiny_nets
+from tests.training.tiny_setup import TINY_SETTINGS, make_tiny_voc, write_tiny_alt_opt, write_tiny_nets
 
 END2END_CFG = os.path.join(ROOT, "experiments", "cfgs", "faster_rcnn_end2end.yml")
 ITERS = 10
@@ -239,3 +241,25 @@ def test_test_net_on_two_ranks_writes_the_detections_of_one_process(tiny, traine
 
     assert mean_ap(two.stdout) == mean_ap(one.stdout) and len(mean_ap(one.stdout)) == 1
     assert "im_detect: 2/2" in two.stdout and "im_detect: 4/4" in one.stdout  # each rank half the images
+
+
+def test_alt_opt_on_two_ranks_gives_the_models_and_proposals_of_one_rank_with_iter_size_2(tiny):
+    from frcnn.datasets.proposals import load_proposals
+
+    models = write_tiny_alt_opt(str(tiny["root"] / "alt_opt_models"))
+
+    def args(exp, *sets):
+        return [os.path.join(ROOT, "tools", "train_faster_rcnn_alt_opt.py"), "--gpu", "cpu", "--net_name", "SMALL",
+                "--models_dir", models, "--imdb", "tiny_trainval", "--iters", "2,2,2,2", "--stop_after", "2",
+                "--cfg", os.path.join(ROOT, "experiments", "cfgs", "faster_rcnn_alt_opt.yml"), "--cfg", tiny["cfg"],
+                "--set", "EXP_DIR", exp, *sets]
+
+    _run([sys.executable, *args("alt_one", "TRAIN.SOLVER_ITER_SIZE", "2")], [*_torchrun(2), *args("alt_two")])
+    one, two = _out_dir(tiny, "alt_one"), _out_dir(tiny, "alt_two")
+    for name in ("SMALL_rpn_stage1_final.caffemodel", "SMALL_fast_rcnn_stage1_final.caffemodel"):
+        _assert_same_parameters(os.path.join(two, name), os.path.join(one, name))
+    (a, ids_a), (b, ids_b) = (load_proposals(os.path.join(d, "small_rpn_stage1_iter_2_proposals.npz"))
+                              for d in (one, two))
+    assert list(ids_a) == list(ids_b) and len(a) == 8
+    for x, y in zip(a, b):  # every image's proposals, whichever rank made them (the RPNs agree to 1e-5)
+        assert x.shape == y.shape and np.allclose(x, y, atol=1e-3)
