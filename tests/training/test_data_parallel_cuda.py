@@ -34,8 +34,8 @@ def _on_gpu(args):
 
 
 def test_two_gpus_give_the_parameters_of_one_gpu_with_iter_size_2_and_the_same_detections(tiny):  # noqa: F811
-    one, two = _run([sys.executable, *_on_gpu(_train_args(tiny, "gpu_one", "TRAIN.SOLVER_ITER_SIZE", "2"))],
-                    [*_torchrun(2), *_on_gpu(_train_args(tiny, "gpu_two"))])
+    _one, two = _run([sys.executable, *_on_gpu(_train_args(tiny, "gpu_one", "TRAIN.SOLVER_ITER_SIZE", "2"))],
+                     [*_torchrun(2), *_on_gpu(_train_args(tiny, "gpu_two"))])
     assert "Distributed run: 2 ranks (NCCL)" in two.stdout
     _assert_same_parameters(_model(tiny, "gpu_two"), _model(tiny, "gpu_one"), rtol=1e-4)
     model = _model(tiny, "gpu_two")

@@ -11,7 +11,8 @@ The rank contract (docs/DEVELOPING.md):
   (``SGDSolver.world_size``), and the layers key their draws by the global image index
   (``solver.rank``): R ranks x 1 image is the update of 1 rank with ``iter_size`` R;
 - BatchNorm's running sums (updated by each forward pass) are merged after each iteration into
-  those of the one-rank run (:class:`MergeRunningStats`);
+  those of the one-rank run (:class:`MergeRunningStats`); the draws not keyed per image
+  (Dropout) come from per-rank, per-iteration seeds (:class:`RankStreams`);
 - rank 0 alone logs, takes the output folder's lock and writes snapshots; a resume restores
   the same snapshot on every rank (rank 0 picks it), so every rank needs to read the output
   folder (one folder shared by the machines of a multi-machine run).
@@ -45,7 +46,37 @@ def join(wrapper: Any, solver_prototxt: str, roidb: list[dict]) -> None:
                          "sharded over ranks (data-parallel training needs the RoIDataLayer)")
     data_layer.set_world_size(world.size)
     distributed.broadcast_([p.data for p in wrapper.net.parameters()])
-    wrapper.hooks.insert(0, MergeRunningStats(wrapper.net, world))
+    wrapper.hooks[:0] = [RankStreams(int(wrapper.cfg.RNG_SEED), world), MergeRunningStats(wrapper.net, world)]
+
+
+#: the purpose tag of :class:`RankStreams`' seeds (apart from frcnn.roi_data.keys' per-image tags)
+RANK_STREAM = 101
+
+
+class RankStreams(Hook):
+    """Before each iteration, the process-wide torch and NumPy generators of rank r are seeded
+    from (RNG_SEED, iteration, r): the draws that are not keyed per image (Dropout's masks) then
+    differ between the ranks, as Caffe's multi-GPU solver seeded each GPU with seed + rank, and a
+    resumed run draws what an uninterrupted one does. (R ranks x 1 image equal 1 rank with
+    iter_size R for nets without Dropout, such as SMALL; with Dropout, the masks differ.)"""
+
+    def __init__(self, seed: int, world: distributed.World) -> None:
+        self.seed, self.rank = seed, world.rank
+
+    def _reseed(self, iteration: int) -> None:
+        import numpy as np
+
+        from frcnn.roi_data.keys import image_seed
+
+        s = image_seed(self.seed, RANK_STREAM, iteration, self.rank)
+        torch.manual_seed(s)
+        np.random.seed(s % (1 << 32))
+
+    def before_train(self, loop: TrainLoop) -> None:
+        self._reseed(loop.iter)
+
+    def after_step(self, loop: TrainLoop) -> None:
+        self._reseed(loop.iter)
 
 
 class MergeRunningStats(Hook):

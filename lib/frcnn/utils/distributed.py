@@ -131,7 +131,9 @@ def start(timeout_s: float, use_cuda: bool) -> World:
     timeout = datetime.timedelta(seconds=float(timeout_s))
     # the rendezvous gives the store the watch uses as well as the group
     store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
-    dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
+    # (NCCL: bound to the rank's GPU at once, so that barriers and collectives know their device)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout,
+                            **({"device_id": device} if use_cuda else {}))
     watch = RankWatch(store, rank, size, float(timeout_s), progress=collectives_done)
     _GROUP = _Group(World(rank, size, world.local_rank), device, watch)
     watch.start()
