@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Test a Fast R-CNN / Faster R-CNN network on an image database (upstream's tools/test_net.py)."""
+"""Test a Fast R-CNN / Faster R-CNN network on an image database (upstream's tools/test_net.py).
+
+Under torchrun (`torchrun --nproc_per_node N tools/test_net.py ...`) the ranks share the images
+and rank 0 gathers the detections, writes detections.npz and evaluates (the same file and mAP).
+"""
 
 import os
 
-from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser, wait_for_file
+from frcnn.cli import add_flag, config_from_args, run_ranks, run_tool, tool_parser, wait_for_file
 from frcnn.config import device_from_config, get_output_dir
 from frcnn.inference.test import test_net
 from frcnn.nets.adapt import ensure_net_classes
+from frcnn.utils.rank_agreement import check_ranks_agree, file_items, image_list_digest
 
 
 def parse_args(argv=None):
@@ -27,7 +32,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, echo=True)
     wait_for_file(args.caffemodel, args.wait)
+    with run_ranks(cfg):  # under torchrun: the ranks share the images, rank 0 evaluates
+        return test(args, cfg)
 
+
+def test(args, cfg) -> int:
     from frcnn.caffe import TEST, Net
     from frcnn.datasets.factory import get_imdb
 
@@ -44,9 +53,11 @@ def main(argv=None) -> int:
     net = Net(prototxt, args.caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     net.name = net_name
     print(f"Testing {args.caffemodel} on {imdb.name}; output in {output_dir}")
+    check_ranks_agree({**file_items({"--def": prototxt, "--net": args.caffemodel}),
+                       "test images": image_list_digest(imdb.image_index)}, "test")
     test_net(net, imdb, cfg, output_dir, max_per_image=args.max_per_image, vis=args.vis)
     return 0
 
 
 if __name__ == "__main__":
-    run_tool(main)
+    run_tool(main, distributed=True)

@@ -7,13 +7,22 @@ nets (ZF, VGG16, VGG_CNN_M_1024) need --weights (their ImageNet weights) or --fr
 --stop_after 1 trains the stage-1 RPN alone; --stop_after 2 stops with the unshared stage-1 RPN
 and Fast R-CNN (Table 2's ablations; see frcnn.training.alt_opt). --set TEST.RPN_PRE_NMS_TOP_N /
 TEST.RPN_POST_NMS_TOP_N change the proposal steps' counts too (upstream's -1 / 2000 otherwise).
+Under torchrun every step runs on all ranks (training data parallel, proposals shared out).
 """
 
 import argparse
 import os
 import sys
 
-from frcnn.cli import add_flag, check_pretrained, config_from_args, run_tool, tool_parser, write_path_file
+from frcnn.cli import (
+    add_flag,
+    check_pretrained,
+    config_from_args,
+    run_ranks,
+    run_tool,
+    tool_parser,
+    write_path_file,
+)
 from frcnn.config import get_output_dir
 from frcnn.nets.adapt import adapt_model_dir
 from frcnn.rpn.generate import set_keys
@@ -50,6 +59,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, echo=True)
+    with run_ranks(cfg) as world:  # under torchrun: every step on all ranks
+        return train(args, cfg, world)
+
+
+def train(args, cfg, world) -> int:
     check_pretrained(args.net_name, args.pretrained_model, args.from_scratch, cfg.DATA_DIR)
 
     from frcnn.datasets.factory import get_imdb
@@ -67,9 +81,10 @@ def main(argv=None) -> int:
     except TrainingDiverged as e:
         print(f"Training stopped: {e}", file=sys.stderr)
         return 3
-    write_path_file(args.final_model_file, final)
+    if world.is_main:
+        write_path_file(args.final_model_file, final)
     return 0
 
 
 if __name__ == "__main__":
-    run_tool(main)
+    run_tool(main, distributed=True)

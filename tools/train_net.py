@@ -4,6 +4,8 @@
 A run that was stopped continues from its last snapshot when the same command is run
 again (or with --resume); --fresh ignores earlier snapshots. The paper's nets (ZF, VGG16,
 VGG_CNN_M_1024) need --weights (their ImageNet weights) or an explicit --from_scratch.
+Under torchrun (`torchrun --nproc_per_node N tools/train_net.py ...`) the N ranks train one
+model data parallel: each its share of the images, gradients averaged, rank 0 logs and saves.
 """
 
 import os
@@ -12,6 +14,7 @@ import sys
 from frcnn.cli import (
     check_pretrained,
     config_from_args,
+    run_ranks,
     run_tool,
     solver_net_name,
     tool_parser,
@@ -44,6 +47,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, echo=True)
+    with run_ranks(cfg) as world:  # under torchrun: one rank of a data-parallel run
+        return train(args, cfg, world)
+
+
+def train(args, cfg, world) -> int:
     check_pretrained(solver_net_name(args.solver, cfg.ROOT_DIR), args.pretrained_model, args.from_scratch,
                      cfg.DATA_DIR)
     if not args.randomize:
@@ -67,9 +75,10 @@ def main(argv=None) -> int:
     except TrainingDiverged as e:
         print(f"Training stopped: {e}", file=sys.stderr)
         return 3
-    write_path_file(args.final_model_file, model_paths[-1])
+    if world.is_main:
+        write_path_file(args.final_model_file, model_paths[-1])
     return 0
 
 
 if __name__ == "__main__":
-    run_tool(main)
+    run_tool(main, distributed=True)

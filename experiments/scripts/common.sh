@@ -20,6 +20,8 @@
 # A set whose name has a config experiments/cfgs/<name>.yml gets it after the method's config.
 # A VOC-format set without its own models/<name>/ folder gets settings derived from its data
 # (derive_defaults: anchors, learning-rate step, snapshot interval; faster_rcnn_end2end.sh).
+# GPU_ID: a GPU number, cpu, a GPU list (0,1,2,3: torchrun, one data-parallel rank per GPU) or
+# cpu:N (N ranks on the CPU); see set_launcher.
 # Environment: ITERS=<n> overrides the number of training iterations; FROM_SCRATCH=1 trains the
 # paper's nets without their ImageNet weights; WEIGHTS=<file.caffemodel> starts from that model
 # instead of the ImageNet weights; LOG_DIR=<dir> moves the logs (experiments/logs);
@@ -31,7 +33,8 @@ PYTHON="${PYTHON:-python}"
 usage() {
   cat >&2 <<USAGE
 Usage: $0 GPU_ID NET DATASET [--set KEY VALUE ...]
-  GPU_ID   a GPU number (0, 1, ...) or cpu
+  GPU_ID   a GPU number (0, 1, ...) or cpu; several GPUs as a list (0,1,2,3: one torchrun rank
+           each, data parallel), or cpu:N (N gloo ranks on the CPU)
   NET      ZF, VGG_CNN_M_1024, VGG16, or SMALL (a small net for CPU runs)
   DATASET  pascal_voc, pascal_voc_0712, pascal_voc_2012, pascal_voc_07++12, coco_pascal_voc_0712,
            coco_pascal_voc_07++12, coco, coco_paper, coco_paper_trainval, toy, or a VOC-format set
@@ -39,7 +42,8 @@ Usage: $0 GPU_ID NET DATASET [--set KEY VALUE ...]
 Example:
   $0 0 VGG16 pascal_voc --set EXP_DIR foobar RNG_SEED 42
   $0 cpu SMALL toy
-Environment: ITERS, FROM_SCRATCH=1, WEIGHTS, LOG_DIR, PYTHON (see experiments/README.md)
+  $0 0,1,2,3 VGG16 coco_paper
+Environment: ITERS, FROM_SCRATCH=1, WEIGHTS, LOG_DIR, PYTHON, TORCHRUN_ARGS (see experiments/README.md)
 USAGE
   exit 1
 }
@@ -53,9 +57,10 @@ parse_common_args() {
   NET="$2"
   DATASET="$3"
   EXTRA_ARGS=("${@:4}")
-  if ! [[ "$GPU_ID" =~ ^([0-9]+|cpu)$ ]]; then
-    die "GPU_ID must be a GPU number or 'cpu', got '$GPU_ID'"
+  if ! [[ "$GPU_ID" =~ ^([0-9]+(,[0-9]+)*|cpu|cpu:[1-9][0-9]*)$ ]]; then
+    die "GPU_ID must be a GPU number or 'cpu', a list of GPUs (0,1,2,3) or cpu:N (N CPU processes), got '$GPU_ID'"
   fi
+  set_launcher
   case "$NET" in
     ZF|VGG_CNN_M_1024|VGG16|SMALL) ;;
     *) die "NET must be ZF, VGG_CNN_M_1024, VGG16 or SMALL, got '$NET'" ;;
@@ -63,6 +68,36 @@ parse_common_args() {
   NET_LC=$(echo "$NET" | tr '[:upper:]' '[:lower:]')
   if [ -n "${WEIGHTS:-}" ] && [ ! -f "$WEIGHTS" ]; then
     die "WEIGHTS=$WEIGHTS: no such file"
+  fi
+}
+
+# set_launcher: from GPU_ID, GPU_ARG (the tools' --gpu) and RUN_RANKS (the interpreter, or torchrun
+# for several ranks, for the tools that run on ranks: train_net.py, test_net.py, the alt-opt
+# driver; the others run as one process on the first GPU). A GPU list becomes
+# CUDA_VISIBLE_DEVICES, one rank per GPU (rank LOCAL_RANK on the LOCAL_RANK-th listed GPU);
+# cpu:N runs N gloo ranks on the CPU (torchrun gives each OMP_NUM_THREADS=1 unless it is set).
+# TORCHRUN_ARGS (default --standalone: one machine, a free port) replaces torchrun's rendezvous
+# arguments, e.g. "--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint host0:29400".
+set_launcher() {
+  local n=1
+  GPU_ARG="$GPU_ID"
+  case "$GPU_ID" in
+    cpu:*) n="${GPU_ID#cpu:}"; GPU_ARG=cpu ;;
+    *,*)
+      local gpus
+      IFS=, read -r -a gpus <<< "$GPU_ID"
+      n="${#gpus[@]}"
+      if [ "$(printf '%s\n' "${gpus[@]}" | sort -u | wc -l)" -ne "$n" ]; then
+        die "GPU_ID '$GPU_ID' names a GPU twice (one rank per GPU)"
+      fi
+      export CUDA_VISIBLE_DEVICES="$GPU_ID"
+      GPU_ARG=0 ;;
+  esac
+  RANKS="$n"
+  RUN_RANKS=("$PYTHON")
+  if [ "$n" -gt 1 ]; then
+    # shellcheck disable=SC2206  # (TORCHRUN_ARGS is split into words on purpose)
+    RUN_RANKS=("$PYTHON" -m torch.distributed.run ${TORCHRUN_ARGS:---standalone} --nproc_per_node "$n")
   fi
 }
 
@@ -203,7 +238,7 @@ solver_dir() {
 # of $TRAIN_IMDB with the run's weights, configs and extra arguments (ARGS go before them, e.g.
 # --proposals FILE); the final model's path goes into $FINAL_FILE.
 train_solver() {
-  time "$PYTHON" tools/train_net.py --gpu "$GPU_ID" \
+  time "${RUN_RANKS[@]}" tools/train_net.py --gpu "$GPU_ARG" \
     --solver "$MODEL_DIR/solver.prototxt" \
     "${WEIGHTS_ARGS[@]}" \
     --imdb "$TRAIN_IMDB" \
@@ -221,7 +256,7 @@ test_final_model() {
   local def="$1"; shift
   NET_FINAL=$(cat "$FINAL_FILE")
   echo "Final model: $NET_FINAL"
-  time "$PYTHON" tools/test_net.py --gpu "$GPU_ID" \
+  time "${RUN_RANKS[@]}" tools/test_net.py --gpu "$GPU_ARG" \
     --def "$def" \
     --net "$NET_FINAL" \
     --imdb "$TEST_IMDB" \

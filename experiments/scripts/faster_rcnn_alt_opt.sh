@@ -49,7 +49,7 @@ cfg_args "experiments/cfgs/${METHOD}.yml"
 
 final_model_file
 
-time "$PYTHON" tools/train_faster_rcnn_alt_opt.py --gpu "$GPU_ID" \
+time "${RUN_RANKS[@]}" tools/train_faster_rcnn_alt_opt.py --gpu "$GPU_ARG" \
   --net_name "$NET" \
   --models_dir "models/${PT_DIR}/${NET}/${METHOD}" \
   "${WEIGHTS_ARGS[@]}" \
@@ -71,7 +71,7 @@ esac
 # stage1_proposals MODEL OUT [ARGS...]: the stage-1 RPN's proposals on $TEST_IMDB
 stage1_proposals() {
   local model="$1" out="$2"; shift 2
-  time "$PYTHON" tools/rpn_generate.py --gpu "$GPU_ID" \
+  time "$PYTHON" tools/rpn_generate.py --gpu "$GPU_ARG" \
     --def "models/${PT_DIR}/${NET}/${METHOD}/rpn_test.prototxt" \
     --net "$model" \
     --imdb "$TEST_IMDB" \

@@ -11,18 +11,22 @@ dashed flags (``--def-svd``, ``--rpn-file``) keep working too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pprint
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable, NoReturn
 
 from frcnn.config import cfg_from_file, cfg_from_list, get_default_config
 from frcnn.errors import UserError, is_user_error, user_message
+from frcnn.utils.distributed import World, world_from_environment
 
 DEBUG_ENV = "FRCNN_DEBUG"
+#: set to 1 to keep the stdout of every rank of a torchrun run (rank 0's alone otherwise)
+ALL_RANKS_LOG_ENV = "FRCNN_LOG_ALL_RANKS"
 
 # The paper's nets, which start from ImageNet weights (data/imagenet_models/<NET>.v2.caffemodel,
 # upstream's file names); keyed by our NET names and by the names their prototxts carry.
@@ -170,7 +174,8 @@ def config_from_args(args: argparse.Namespace, show: bool = True, echo: bool = F
 
     The device: ``--cpu`` or ``--gpu cpu`` is the CPU; ``--gpu N`` is GPU N, an error when it
     is not there; without ``--gpu`` it is ``GPU_ID`` (0 unless set) when CUDA is available,
-    else the CPU, with a note.
+    else the CPU, with a note. Under torchrun (``WORLD_SIZE`` > 1) a GPU run puts each rank on
+    GPU ``LOCAL_RANK`` (of those ``CUDA_VISIBLE_DEVICES`` shows): the number only says "a GPU".
     """
     if echo:
         print("Called with args:")
@@ -198,6 +203,14 @@ def config_from_args(args: argparse.Namespace, show: bool = True, echo: bool = F
                 if hasattr(args, "gpu_id"):  # a tool with device flags: say where it runs
                     print(f"Note: no CUDA device, so running on the CPU (GPU_ID {gpu} needs one)")
                 gpu = -1
+    world = world_from_environment()
+    if gpu >= 0 and world.distributed:  # under torchrun: each rank its own GPU
+        gpu = world.local_rank
+        try:
+            check_gpu(gpu)
+        except UserError as e:
+            raise UserError(f"{world} (LOCAL_RANK {gpu}): {e}; start at most one rank per GPU (--nproc_per_node), "
+                            "CUDA_VISIBLE_DEVICES picks which") from None
     cfg.GPU_ID = gpu
     if gpu < 0:
         cfg.USE_GPU_NMS = False
@@ -280,12 +293,27 @@ def debug_requested(argv: Sequence[str]) -> bool:
     return "--debug" in head or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
+def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None, *,
+             distributed: bool = False) -> NoReturn:
     """Run a tool's ``main(argv)`` and exit with its status. A user error (``frcnn.errors``)
     prints ``<tool>: error: <message>`` on stderr and exits 2, its traceback shown only with
-    ``--debug``; any other exception is a bug and keeps its traceback (exit 1)."""
+    ``--debug``; any other exception is a bug and keeps its traceback (exit 1).
+
+    Under torchrun (``WORLD_SIZE`` > 1): a tool that is not ``distributed`` refuses to run (it
+    would do the same work once per rank); in one that is, ranks other than 0 print nothing on
+    stdout (rank 0 alone logs; ``FRCNN_LOG_ALL_RANKS=1`` keeps every rank's) and their error
+    lines say which rank they come from."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    prog = os.path.basename(sys.argv[0]) or "frcnn"
     try:
+        world = world_from_environment()
+        if world.distributed and not distributed:
+            raise UserError(f"{prog} runs as one process, and torchrun started {world.size} (WORLD_SIZE): run it "
+                            "with python; train_net.py, test_net.py and train_faster_rcnn_alt_opt.py run on ranks")
+        if world.distributed and not world.is_main:
+            prog = f"{prog} ({world})"
+            if os.environ.get(ALL_RANKS_LOG_ENV, "") in ("", "0"):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         status = main(argv)
     except Exception as e:
         if not is_user_error(e):
@@ -293,8 +321,38 @@ def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None
         if debug_requested(argv):
             traceback.print_exc()
         sys.stdout.flush()
-        prog = os.path.basename(sys.argv[0]) or "frcnn"
         hint = "" if debug_requested(argv) else " (--debug shows the traceback)"
         print(f"{prog}: error: {user_message(e)}{hint}", file=sys.stderr, flush=True)
         sys.exit(2)
     sys.exit(status or 0)
+
+
+# ------------------------------------------------------------------ several processes
+@contextlib.contextmanager
+def run_ranks(cfg: Any) -> Iterator[World]:
+    """The body of a tool run by torchrun on several ranks (a single process: nothing changes).
+
+    Joins the process group (NCCL when ``cfg.GPU_ID`` is a GPU, else gloo; ``DIST_TIMEOUT``),
+    checks that every rank has the same config (:mod:`frcnn.utils.rank_agreement`), and leaves
+    the group at the end. When the body fails because another rank failed, died or hung, the
+    error raised instead names that rank (:class:`frcnn.utils.distributed.RankFailure`)."""
+    import torch
+
+    from frcnn.utils import distributed
+    from frcnn.utils.rank_agreement import check_ranks_agree, config_items
+
+    world = distributed.start(cfg.DIST_TIMEOUT, use_cuda=cfg.GPU_ID >= 0 and torch.cuda.is_available())
+    if not world.distributed:
+        yield world
+        return
+    print(f"Distributed run: {world.size} ranks ({'NCCL' if cfg.GPU_ID >= 0 else 'gloo'}), DIST_TIMEOUT "
+          f"{cfg.DIST_TIMEOUT:g} s; rank 0 logs", flush=True)
+    try:
+        check_ranks_agree(config_items(cfg), "config")
+        yield world
+    except BaseException as e:
+        failure = distributed.finish(error=e)
+        if failure is not None:
+            raise failure from e
+        raise
+    distributed.finish()

@@ -244,6 +244,11 @@ def get_default_config() -> EasyDict:
     # Channels-last (NHWC) memory layout for the convolutions (not in upstream): the same
     # numbers to rounding, faster convolutions on tensor-core GPUs
     C.CHANNELS_LAST = False
+    # Several processes (torchrun ranks; not in upstream): seconds a rank waits for the others in
+    # any collective (the process group's timeout) and after which a rank whose heartbeat stopped
+    # is named and the others stop (frcnn.utils.rank_watch). A rank that is killed is noticed at
+    # once; this bounds a hung rank or a lost machine. Long enough for rank 0's snapshot writes.
+    C.DIST_TIMEOUT = 600.0
     return C
 
 
@@ -282,12 +287,19 @@ def _rpn_ablation(key: str, value: Any, where: str) -> str:
     raise ConfigError(f"{where}: {key}: expected one of {', '.join(RPN_ABLATIONS)}, got {value!r}")
 
 
+def _positive_seconds(key: str, value: Any, where: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value > 0:
+        return float(value)
+    raise ConfigError(f"{where}: {key}: expected a number of seconds > 0, got {value!r}")
+
+
 #: keys checked by their own rule (whatever they hold now): full key -> check(key, value, where)
 _KEY_RULES = {
     "ANCHOR_SCALES": _positive_numbers,
     "ANCHOR_RATIOS": _positive_numbers,
     "TRAIN.RPN_LOSS_BBOX_WEIGHT": _weight_or_none,
     "TEST.RPN_ABLATION": _rpn_ablation,
+    "DIST_TIMEOUT": _positive_seconds,
 }
 
 

@@ -6,7 +6,8 @@ rate of the policy at the current iteration (before the increment); clip gradien
 ``clip_gradients`` > 0; then per learnable blob, with ``local_rate = rate * lr_mult``:
 (1) ``g /= iter_size``, (2) ``g += weight_decay * decay_mult * w`` (L2; L1 uses sign(w)),
 (3) ``v = momentum * v + local_rate * g``, (4) ``w -= v``; ``iter += 1``; snapshot every
-``snapshot`` iterations. Blobs with ``lr_mult: 0`` never change (their history stays 0).
+``snapshot`` iterations. With ``world_size`` > 1 (torchrun ranks) the gradients and losses are
+averaged over the ranks after the ``iter_size`` passes and before (1) (Caffe's multi-GPU solver). Blobs with ``lr_mult: 0`` never change (their history stays 0).
 With float16 training (``TRAIN.AMP`` "fp16") the loss is scaled before backward and the
 gradients unscaled before the update, which is skipped for an iteration whose gradients
 overflow (``frcnn.caffe.precision.LossScaler``; the iteration still counts).
@@ -82,6 +83,9 @@ class SGDSolver:
         #: this process's rank in a data-parallel run (0 alone); with the iteration and the pass it
         #: tells the layers which images a forward pass holds (``set_batch_position``)
         self.rank = 0
+        #: the number of ranks of a data-parallel run (1 alone; set by the launcher with ``rank``):
+        #: with more, the gradients and losses are averaged over the ranks before each update
+        self.world_size = 1
         self.history: dict[str, torch.Tensor] = {}  # "layer/index" -> momentum history
         self._last_losses: dict[str, float] = {}
         self._timer: tuple[float, int] | None = None
@@ -105,6 +109,8 @@ class SGDSolver:
             for q in self.net.parameters():
                 q.grad = None
             loss, outputs = self._forward_backward(p.iter_size)
+            if self.world_size > 1:
+                loss = self._average_over_ranks(loss)
             # Caffe's UpdateSmoothedLoss, restarted for every step() call
             if len(losses) < p.average_loss:
                 losses.append(loss)
@@ -113,7 +119,7 @@ class SGDSolver:
                 idx = (self.iter - start_iter) % p.average_loss
                 smoothed += (loss - losses[idx]) / p.average_loss
                 losses[idx] = loss
-            display = p.display > 0 and self.iter % p.display == 0
+            display = p.display > 0 and self.iter % p.display == 0 and self.rank == 0  # (Caffe: the root solver)
             if display:
                 self._log_iteration(smoothed, outputs)
             if self.scaler is None:
@@ -146,6 +152,25 @@ class SGDSolver:
                     sums[name] = sums.get(name, 0.0) + float(outputs[name].detach().sum())
         self._last_losses = {k: v / iter_size for k, v in sums.items()}
         return total / iter_size, {k: v.detach() for k, v in outputs.items()}
+
+    def _average_over_ranks(self, loss: float) -> float:
+        """Data parallel: each learnable blob's gradient (accumulated over ``iter_size`` passes)
+        and the losses become their mean over the ranks, all-reduce sum / R, before the update
+        (Caffe's multi-GPU solver, P2PSync); returns the mean loss. R ranks x 1 image is then
+        1 rank with ``iter_size`` R, and every rank logs, checks and updates alike."""
+        from frcnn.utils.distributed import average_
+
+        params = [w for _, _, w, _ in self.net.learnable_params()]
+        for w in params:
+            if w.grad is None:  # (every rank sends every blob, in the net's order)
+                w.grad = torch.zeros_like(w)
+        names = list(self._last_losses)  # (the net's order: the same on every rank)
+        stats = torch.tensor([loss, *(self._last_losses[k] for k in names)], dtype=torch.float64,
+                             device=self.net.device)
+        average_([*(w.grad for w in params), stats])
+        values = stats.tolist()
+        self._last_losses = dict(zip(names, values[1:]))
+        return values[0]
 
     def last_losses(self) -> dict[str, float]:
         """The loss outputs of the last iteration (mean over its ``iter_size`` passes), unweighted."""

@@ -15,7 +15,9 @@ image (all when <= 0) and keeps, per class, detections scoring ``> thresh`` (0.0
 ``TEST.NMS``, limits each image to ``max_per_image`` detections (ties at the limit kept),
 saves ``detections.npz``, evaluates through ``imdb.evaluate_detections`` (with the AP of
 ``TEST.VOC_METRIC``) and ends with :func:`frcnn.inference.pictures.test_pictures`
-(precision-recall curves, a few test images drawn).
+(precision-recall curves, a few test images drawn). Under torchrun each rank detects images
+``rank, rank + R, ...`` and rank 0 gathers them, then saves, evaluates and draws
+alone (the same file and mAP as one process; the other ranks return None).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from frcnn.datasets.proposals import proposal_boxes
 from frcnn.datasets.voc_metric import apply_voc_metric
 from frcnn.inference.detections import empty_all_boxes, save_detections
 from frcnn.inference.on_device import decode_boxes, detections_on_device
+from frcnn.utils import distributed
 from frcnn.utils.blob import im_list_to_blob, prep_im_for_blob, read_image
 from frcnn.utils.timer import Timer
 
@@ -208,7 +211,8 @@ def test_net(
     thresh: float = 0.05,
     vis: bool = False,
 ) -> Any:
-    """Detect on every image of ``imdb``, save ``detections.npz`` in ``output_dir``, evaluate."""
+    """Detect on every image of ``imdb``, save ``detections.npz`` in ``output_dir``, evaluate
+    (data parallel: this rank's share; rank 0 saves and evaluates, the others return None)."""
     from frcnn.boxes.nms import nms_from_config
 
     nms_fn = nms_from_config(cfg)  # USE_GPU_NMS: the configured GPU, else the CPU
@@ -219,11 +223,14 @@ def test_net(
     apply_voc_metric(imdb, cfg.TEST.VOC_METRIC)  # checked before the images are run
     num_images = len(imdb.image_index)
     all_boxes = empty_all_boxes(imdb.num_classes, num_images)
+    world = distributed.current()
+    mine = distributed.shard(num_images, world)  # all of them for a single process
     sync = _device_sync(_net_device(net)) if on_device else None  # device work is asynchronous
     timers = {name: Timer(sync=sync) for name in ("preprocess", "forward", "postprocess")}
     t_detect, t_misc = Timer(sync=sync), Timer(sync=sync)
     roidb = None if cfg.TEST.HAS_RPN else imdb.roidb
-    for i in range(num_images):
+    for count, i in enumerate(mine, 1):
+        set_image_position(net, i)
         box_proposals = None
         if roidb is not None:  # the first TEST.PROPOSAL_TOP_N proposals (all when <= 0)
             box_proposals = proposal_boxes(roidb[i], cfg.TEST.PROPOSAL_TOP_N)
@@ -245,12 +252,16 @@ def test_net(
             vis_path = os.path.join(output_dir, "vis", os.path.basename(imdb.image_path_at(i)))
             draw_detections(im, dets, imdb.classes, vis_path, thresh=0.3)
         print(
-            f"im_detect: {i + 1:d}/{num_images:d} {t_detect.average_time:.3f}s {t_misc.average_time:.3f}s "
+            f"im_detect: {count:d}/{len(mine):d} {t_detect.average_time:.3f}s {t_misc.average_time:.3f}s "
             f"(preprocess {timers['preprocess'].average_time * 1e3:.1f} ms, "
             f"forward {timers['forward'].average_time * 1e3:.1f} ms, "
             f"postprocess {(timers['postprocess'].average_time + t_misc.average_time) * 1e3:.1f} ms)",
             flush=True,
         )
+    if world.distributed:  # rank 0 gathers every rank's images, then saves and evaluates alone
+        all_boxes = gather_detections(all_boxes, mine)
+        if all_boxes is None:
+            return None
     det_file = os.path.join(output_dir, "detections.npz")
     save_detections(det_file, all_boxes, imdb.classes)
     print(f"Wrote detections to {det_file}")
@@ -265,6 +276,32 @@ def evaluate_and_draw(imdb: Any, all_boxes: list, output_dir: str) -> Any:
     result = imdb.evaluate_detections(all_boxes, output_dir)
     test_pictures(imdb, all_boxes, result, output_dir)
     return result
+
+
+def set_image_position(net: Any, image: int) -> None:
+    """Tell the layers that key random draws by position (``TEST.RPN_ABLATION`` no_cls) that
+    the next pass is image ``image`` of the imdb: its draws then do not depend on which rank,
+    or which pass of a process, detects it (a single process counting passes gives the same)."""
+    for layer in getattr(net, "layers", ()):
+        set_position = getattr(layer, "set_batch_position", None)
+        if callable(set_position):
+            set_position(int(image))
+
+
+def gather_detections(all_boxes: list, mine: range) -> list | None:
+    """Data parallel: every rank's detections of its images (``mine``) into one ``all_boxes``
+    on rank 0 (None on the others)."""
+    num_classes = len(all_boxes)
+    arrays = {f"{i}/{j}": np.asarray(all_boxes[j][i], dtype=np.float32).reshape(-1, 5)
+              for i in mine for j in range(1, num_classes)}
+    parts = distributed.gather_arrays(arrays)
+    if parts is None:
+        return None
+    for part in parts:
+        for key, dets in part.items():
+            i, j = (int(v) for v in key.split("/"))
+            all_boxes[j][i] = dets
+    return all_boxes
 
 
 def _device_sync(device: torch.device) -> Any:

@@ -14,6 +14,10 @@ Outline:
    layer never told counts its passes. Everything is decided in the calling thread, so
    prefetching or not gives the same batches; ``get_state``/``set_state`` save and restore
    exactly where it is (order, RNG and position).
+   Data parallel (``set_world_size``): rank r of R takes the r-th of each group of R
+   consecutive minibatches of that one order (with ``iter_size`` passes, the r-th group of
+   ``iter_size``), stepping over the others', so R ranks x 1 image see the images of 1 rank
+   with iter_size R; between iterations the state is the same on every rank.
 4. With USE_PREFETCH, background threads read and scale the images of the next planned
    minibatches (OpenCV and NumPy release the GIL), a bounded number ahead.
 5. ``forward()`` returns the tops as float32 tensors: with HAS_RPN ``data`` (N, 3, H, W: the
@@ -58,6 +62,7 @@ class RoIDataLayer(PositionedLayer, PythonLayer):
         self.aspect_grouping = bool(aspect_grouping)
         self.seed = int(seed)
         self._rng = np.random.RandomState(seed)  # the order only
+        self.world_size = 1  # data parallel: the number of ranks (set_world_size)
         self._init_position()
         self._roidb: list[dict] | None = None
         self._perm = np.zeros((0,), dtype=np.int64)
@@ -129,9 +134,37 @@ class RoIDataLayer(PositionedLayer, PythonLayer):
         self._cur += self.ims_per_batch
         return db_inds
 
+    def set_world_size(self, world_size: int) -> None:
+        """Data parallel: this layer is one of ``world_size`` ranks' (its rank is the batch
+        position's). Every rank walks the one order; rank r of R takes the minibatches that
+        passes ``r * iter_size .. r * iter_size + iter_size - 1`` of one rank with ``iter_size``
+        ``R * iter_size`` would take, and steps over the others' (see :meth:`_shard_inds`)."""
+        if int(world_size) < 1:
+            raise ValueError(f"RoIDataLayer.set_world_size: need >= 1, got {world_size}")
+        self._drop_pending()
+        self.world_size = int(world_size)
+
+    def _shard_inds(self, position: BatchPosition) -> np.ndarray:
+        """The minibatch of ``position`` on its rank: the iteration's minibatches of the ranks
+        before it are drawn and skipped at its first pass, those of the ranks after it at its
+        last, so that between iterations every rank's order state is the same (the state a
+        snapshot holds, valid for any rank)."""
+        if position.rank >= self.world_size:
+            raise ValueError(f"RoIDataLayer: rank {position.rank} of a world of {self.world_size}")
+        first, last = position.pass_index == 0, position.pass_index == position.iter_size - 1
+        for _ in range(position.rank * position.iter_size if first else 0):
+            self._get_next_minibatch_inds()
+        db_inds = self._get_next_minibatch_inds()
+        for _ in range((self.world_size - 1 - position.rank) * position.iter_size if last else 0):
+            self._get_next_minibatch_inds()
+        return db_inds
+
     def _next_job(self) -> tuple[dict, list[dict], Any]:
         state = self._snapshot()
-        db_inds = self._get_next_minibatch_inds()
+        if self.world_size == 1:
+            db_inds = self._get_next_minibatch_inds()
+        else:
+            db_inds = self._shard_inds(self._position)
         entries = [self._roidb[i] for i in db_inds]  # type: ignore[index]
         position = self._take_position()
         n = len(entries)

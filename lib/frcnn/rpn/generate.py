@@ -14,7 +14,8 @@ proposals a full test net would see, for testing a separate detector on them).
 Each image runs once, un-flipped, at ``TEST.SCALES[0]`` / ``TEST.MAX_SIZE``; boxes are
 divided by the image scale (and clipped to the original image); scores are returned but
 not saved (as upstream). The boxes of an image are in score order after NMS, so the first N
-of a file made with POST_NMS_TOP_N = M >= N are the file made with N.
+of a file made with POST_NMS_TOP_N = M >= N are the file made with N. Under torchrun the
+ranks share the images and rank 0 gathers the boxes (:func:`imdb_proposals`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import torch
 
 from frcnn.boxes.transform import clip_boxes
 from frcnn.config import copy_config
-from frcnn.inference.test import _net_device, _numpy, get_image_blob
+from frcnn.inference.test import _net_device, _numpy, get_image_blob, set_image_position
+from frcnn.utils import distributed
 from frcnn.utils.blob import read_image
 from frcnn.utils.timer import Timer
 
@@ -81,19 +83,33 @@ def im_proposals(net: Any, im: np.ndarray, cfg: Any) -> tuple[np.ndarray, np.nda
     return boxes, scores.reshape(-1, 1)
 
 
-def imdb_proposals(net: Any, imdb: Any, cfg: Any) -> list[np.ndarray]:
-    """Proposals for every image of ``imdb`` (which must not hold flipped entries)."""
+def imdb_proposals(net: Any, imdb: Any, cfg: Any) -> list[np.ndarray] | None:
+    """Proposals for every image of ``imdb`` (which must not hold flipped entries).
+
+    Under torchrun each rank runs images ``rank, rank + R, ...`` and rank 0 gathers them: it
+    returns the whole list, the other ranks None."""
     num_images = len(imdb.image_index)
+    world = distributed.current()
+    mine = distributed.shard(num_images, world)
     timer = Timer()
-    boxes_list = []
-    for i in range(num_images):
+    boxes_list: list[np.ndarray] = [np.zeros((0, 4), dtype=np.float32)] * num_images
+    for count, i in enumerate(mine, 1):
+        set_image_position(net, i)
         im = read_image(imdb.image_path_at(i))
         timer.tic()
         boxes, _scores = im_proposals(net, im, cfg)
         timer.toc()
-        boxes_list.append(boxes)
-        if (i + 1) % 10 == 0 or i + 1 == num_images:
-            print(f"im_proposals: {i + 1:d}/{num_images:d} {timer.average_time:.3f}s", flush=True)
+        boxes_list[i] = boxes
+        if count % 10 == 0 or count == len(mine):
+            print(f"im_proposals: {count:d}/{len(mine):d} {timer.average_time:.3f}s", flush=True)
+    if not world.distributed:
+        return boxes_list
+    parts = distributed.gather_arrays({str(i): boxes_list[i] for i in mine})
+    if parts is None:
+        return None
+    for part in parts:
+        for key, boxes in part.items():
+            boxes_list[int(key)] = boxes
     return boxes_list
 
 

@@ -16,6 +16,10 @@ drop their nets before the next starts. A finished step is found by its final sn
 (or proposal file) and skipped when the command is rerun; an unfinished step resumes from
 its last snapshot. Intermediate snapshots of each step are deleted, as upstream.
 
+Under torchrun every step runs on all ranks: the training steps data parallel
+(:mod:`frcnn.training.data_parallel`), the proposal steps with the images shared out and
+rank 0 writing the file; rank 0 alone deletes and copies snapshots.
+
 ``stop_after`` (the paper's ablations, Table 2): 1 trains the stage-1 RPN alone (from
 ImageNet, "RPN trained alone": test its proposals with ``tools/rpn_generate.py`` on a detector
 trained on other proposals); 2 stops after step 2, the "unshared" system: the stage-1 RPN and
@@ -42,6 +46,7 @@ from frcnn.config import copy_config, get_output_dir
 from frcnn.errors import InputError
 from frcnn.training import snapshot as snap
 from frcnn.training.train import get_roidb, set_random_seeds, train_net
+from frcnn.utils import distributed
 from frcnn.utils.io import atomic_write
 
 #: upstream's hard-coded iterations of the four training steps
@@ -98,7 +103,7 @@ def train_step(
 ) -> str:
     """One training step (RPN or Fast R-CNN, by ``cfg``); returns the final model path."""
     final = final_snapshot_path(solver, cfg, imdb_name, max_iters)
-    if os.path.exists(final):
+    if distributed.broadcast_json(os.path.exists(final)):  # (rank 0's answer, on every rank)
         print(f"Step already finished: {final}")
         return final
     set_random_seeds(cfg.RNG_SEED)
@@ -106,8 +111,9 @@ def train_step(
     output_dir = get_output_dir(cfg, imdb.name)
     print(f"Output will be saved to `{output_dir}`")
     model_paths = train_net(solver, roidb, output_dir, cfg, pretrained_model=init_model, max_iters=max_iters)
-    for path in model_paths[:-1]:  # cleanup all but the final model, as upstream
-        snap.remove_snapshot(path)
+    if distributed.current().is_main:
+        for path in model_paths[:-1]:  # cleanup all but the final model, as upstream
+            snap.remove_snapshot(path)
     gc.collect()
     return model_paths[-1]
 
@@ -130,15 +136,17 @@ def generate_step(
     imdb = get_imdb(imdb_name, cfg)
     rpn_net_name = os.path.splitext(os.path.basename(rpn_model_path))[0]
     path = os.path.join(get_output_dir(cfg, imdb.name), f"{rpn_net_name}_proposals{counts_suffix(cfg)}.npz")
-    if os.path.exists(path):
+    if distributed.broadcast_json(os.path.exists(path)):
         print(f"Proposals already generated: {path}")
         return path
     set_random_seeds(cfg.RNG_SEED)
     net = Net(rpn_test_prototxt, rpn_model_path, TEST, cfg=cfg).to(device_from_config(cfg))
     print(f"Generating proposals with {rpn_model_path} on {imdb.name}")
-    boxes = imdb_proposals(net, imdb, cfg)
-    save_imdb_proposals(path, boxes, imdb)
-    print(f"Wrote RPN proposals to {path}")
+    boxes = imdb_proposals(net, imdb, cfg)  # (under torchrun: the ranks share the images)
+    if boxes is not None:  # rank 0 (or a single process)
+        save_imdb_proposals(path, boxes, imdb)
+        print(f"Wrote RPN proposals to {path}")
+    distributed.barrier()  # the next step reads the file on every rank
     del net
     gc.collect()
     return path
@@ -218,7 +226,11 @@ def train_alt_opt(
     folder = os.path.dirname(models[-1])
     names = final_model_names(net_name, stop_after)
     sources = [models[1], models[0]] if stop_after == 2 else [models[-1]]
-    finals = [_copy_model(src, os.path.join(folder, name)) for src, name in zip(sources, names)]
+    finals = [os.path.join(folder, name) for name in names]
+    if distributed.current().is_main:
+        for src, dst in zip(sources, finals):
+            _copy_model(src, dst)
+    distributed.barrier()
     if stop_after == 2:
         print(f"Stage-1 RPN (unshared): {finals[1]}")
     elif stop_after < 4:

@@ -13,6 +13,9 @@
    state (their weights stay), so only the newest one is resumable;
 6. :class:`~frcnn.training.loss_curve.LossCurve`: every loss term of every iteration, saved
    with each snapshot (``<prefix>_losses.csv``) and drawn at the end (``<prefix>_loss.png``).
+
+In a data-parallel run 3, 4, 5 and 6 run on rank 0 alone (``Hook.rank_zero_only``); 1 and 2 on
+every rank, which all see the losses averaged over the ranks, so all stop together.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class ProgressLog(Hook):
     last ``average_loss`` iterations, learning rate, speed and time left. Both numbers are
     the solver's (``display: 0`` means every 20), read when training starts."""
 
+    rank_zero_only = True
+
     def __init__(self) -> None:
         self.display = 20
         self.average_loss = 1
@@ -103,6 +108,8 @@ class PeriodicSnapshot(Hook):
     one at the end unless the last iteration has one already (a run resumed at
     ``max_iters`` writes nothing)."""
 
+    rank_zero_only = True
+
     def __init__(self) -> None:
         self.every = 1
         self.last_iter = -1
@@ -123,6 +130,8 @@ class PeriodicSnapshot(Hook):
 
 class KeepLatestState(Hook):
     """After a snapshot, drop the solver and train state of every older one (weights stay)."""
+
+    rank_zero_only = True
 
     def after_snapshot(self, loop: TrainLoop, path: str) -> None:
         for old in loop.snapshots[:-1]:

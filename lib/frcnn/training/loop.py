@@ -12,6 +12,7 @@ snapshots, removing old resume state) is a :class:`Hook`, called in list order::
 A hook that raises stops the run there (no later hook runs, no final snapshot). To add
 one, subclass :class:`Hook` and append an instance to ``SolverWrapper.hooks`` (or pass
 ``hooks=[...]`` to ``train_net``); the built-in ones are in :mod:`frcnn.training.hooks`.
+In a data-parallel run a hook with ``rank_zero_only`` runs on rank 0 alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from frcnn.utils.timer import Timer
 
 
 class Hook:
-    """One named step of the training loop; override the methods you need (all do nothing)."""
+    """One named step of the training loop; override the methods you need (all do nothing).
+
+    ``rank_zero_only``: in a data-parallel run (torchrun ranks) the hook runs on rank 0 alone
+    (logging, snapshots); the others run on every rank (all ranks see the same averaged losses).
+    """
+
+    rank_zero_only = False
 
     def before_train(self, loop: TrainLoop) -> None:
         """Called once before the first iteration (also when there is none left to run)."""
@@ -58,7 +65,9 @@ class TrainLoop:
         self.solver = wrapper.solver
         self.net = wrapper.net
         self.max_iters = int(max_iters)
-        self.hooks = list(hooks)
+        #: this process's rank (0 alone); hooks marked ``rank_zero_only`` run on rank 0 only
+        self.rank = int(getattr(self.solver, "rank", 0))
+        self.hooks = [h for h in hooks if self.rank == 0 or not h.rank_zero_only]
         self.snapshots = list(snapshots)
         self.start_iter = self.solver.iter
         self.step_timer = Timer()

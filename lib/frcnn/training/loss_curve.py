@@ -28,6 +28,8 @@ Row = tuple[int, float, float, dict[str, float]]  # iteration, lr, total, terms
 class LossCurve(Hook):
     """Keeps ``rows`` (iteration, lr, total loss, {term: loss}); see the module docstring."""
 
+    rank_zero_only = True  # it writes files beside the snapshots, which rank 0 alone writes
+
     def __init__(self) -> None:
         self.rows: list[Row] = []
         self.csv_path = ""

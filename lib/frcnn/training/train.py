@@ -13,7 +13,9 @@ run on shared machines needs:
 3. a loss that becomes NaN or inf stops the run (:class:`TrainingDiverged`, naming the
    iteration and the loss) without writing a snapshot of the broken state;
 4. progress lines: iteration, losses, learning rate, speed and time left;
-5. a lock on the output folder (:mod:`frcnn.training.run_lock`) while it trains.
+5. a lock on the output folder (:mod:`frcnn.training.run_lock`) while it trains;
+6. data parallel under torchrun (:mod:`frcnn.training.data_parallel`): each rank trains on its
+   share of the images, the gradients are averaged before each update, rank 0 logs and saves.
 
 The loop (:mod:`frcnn.training.loop`) only steps the solver; 3, 4 and the snapshots are
 hooks (:mod:`frcnn.training.hooks`) in ``SolverWrapper.hooks``, where more can be added.
@@ -21,6 +23,7 @@ hooks (:mod:`frcnn.training.hooks`) in ``SolverWrapper.hooks``, where more can b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,12 +34,14 @@ import numpy as np
 import torch
 
 from frcnn.errors import UserError
+from frcnn.training import data_parallel
 from frcnn.training import snapshot as snap
 from frcnn.training.data import filter_roidb, get_roidb, get_training_roidb
 from frcnn.training.hooks import TrainingDiverged, default_hooks
 from frcnn.training.loop import Hook, TrainLoop
 from frcnn.training.run_lock import RunLock
 from frcnn.training.schedule import apply_solver_overrides
+from frcnn.utils import distributed
 
 __all__ = [
     "Hook",
@@ -132,13 +137,18 @@ class SolverWrapper:
         self.net = self.solver.net
         #: (iteration, total loss) of every iteration this process ran, for reports and tests
         self.loss_history: list[tuple[int, float]] = []
-        self.fingerprint = run_fingerprint(solver_prototxt, cfg, extra=str(len(roidb)))
+        #: this process's place in a data-parallel run (a single process: rank 0 of 1)
+        self.world = distributed.current()
+        self.fingerprint = run_fingerprint(solver_prototxt, cfg,
+                                           extra=str(len(roidb)) + data_parallel.fingerprint_extra(self.world))
         if pretrained_model:
             report = self.net.copy_from(pretrained_model)  # raises when it fills nothing
             print(f"Loaded pretrained model weights from {pretrained_model}: {report.summary()}")
         self.net.layers[0].set_roidb(roidb)
         #: the loop's steps, in order (:func:`frcnn.training.hooks.default_hooks`, then ``hooks``)
         self.hooks: list[Hook] = [*default_hooks(self), *hooks]
+        if self.world.distributed:  # (adds its hook first)
+            data_parallel.join(self, solver_prototxt, roidb)
 
     # -------------------------------------------------------------- names
 
@@ -184,8 +194,8 @@ class SolverWrapper:
         got = str(state.get("fingerprint", ""))
         if got != self.fingerprint:
             raise ResumeMismatch(
-                f"{base + snap.TRAINSTATE}: written by a run with other settings (solver, net or TRAIN "
-                f"config; fingerprint {got} != {self.fingerprint}); use another EXP_DIR, remove the "
+                f"{base + snap.TRAINSTATE}: written by a run with other settings (solver, net, TRAIN "
+                f"config or number of ranks; fingerprint {got} != {self.fingerprint}); use another EXP_DIR, remove the "
                 "old snapshots, or run with --fresh"
             )
         self.net.copy_from(caffemodel_path)
@@ -204,11 +214,17 @@ class SolverWrapper:
 
     def try_resume(self, max_iters: int) -> str | None:
         """Restore the newest complete snapshot at or below ``max_iters``; return its path."""
-        candidates = [p for it, p in snap.resumable_snapshots(self.output_dir, self.prefix, self.infix) if it <= max_iters]
-        if not candidates:
+        chosen = None
+        if self.world.is_main:
+            candidates = [p for it, p in snap.resumable_snapshots(self.output_dir, self.prefix, self.infix)
+                          if it <= max_iters]
+            chosen = candidates[-1] if candidates else None
+        if self.world.distributed:  # every rank restores the snapshot rank 0 found
+            chosen = data_parallel.chosen_snapshot(chosen)
+        if chosen is None:
             return None
-        self.restore(candidates[-1])
-        return candidates[-1]
+        self.restore(chosen)
+        return chosen
 
     # -------------------------------------------------------------- the loop
 
@@ -217,15 +233,22 @@ class SolverWrapper:
 
         Holds the output folder's lock meanwhile (:class:`run_lock.RunLock`), removes what a
         killed run left half-written, resumes (with ``resume``), then runs the hooks' loop.
+        Data parallel: rank 0 alone holds the lock and cleans up; every rank returns rank 0's
+        snapshot paths once its last snapshot is written.
         """
-        with RunLock(self.output_dir, snap.run_stem(self.prefix, self.infix)):
-            stale = snap.remove_stale_files(self.output_dir, self.prefix, self.infix)
+        main = self.world.is_main
+        lock = RunLock(self.output_dir, snap.run_stem(self.prefix, self.infix)) if main else contextlib.nullcontext()
+        with lock:
+            stale = snap.remove_stale_files(self.output_dir, self.prefix, self.infix) if main else []
             if stale:
                 print(f"Removed what an interrupted run left unfinished in {self.output_dir}: {', '.join(stale)}")
             snapshots = self._resume(max_iters) if resume else []
             if not self.solver.param.max_iter:  # upstream's solvers leave it unset; the solver's log uses it
                 self.solver.param.max_iter = max_iters
-            return TrainLoop(self, max_iters, self.hooks, snapshots).run()
+            snapshots = TrainLoop(self, max_iters, self.hooks, snapshots).run()
+        if self.world.distributed:
+            snapshots = data_parallel.shared_result(snapshots)
+        return snapshots
 
     def _resume(self, max_iters: int) -> list[str]:
         """Resume if a snapshot allows; return the snapshots up to the resumed iteration."""
