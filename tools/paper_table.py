@@ -15,13 +15,16 @@ row keys come from ``experiments/paper/paper_numbers.yml`` (``--numbers`` for an
 
 SOURCE, what the row measured (values in the paper's units):
 
-- ``--voc DIR``: a VOC test's output folder (``tools/test_net.py``): each class's AP from
-  ``<class>_pr.npz``, ``mAP`` = their mean over the classes with objects, in percent. A class
-  without objects in the test set (AP undefined: only in smoke data) is recorded as null, noted;
+- ``--voc DIR [--as M]``: a VOC test's output folder (``tools/test_net.py``): each class's AP from
+  ``<class>_pr.npz``, ``mAP`` = their mean over the classes with objects, in percent (``--as M``:
+  the mean is measure M). A class without objects in the test set (AP undefined: only in smoke
+  data) is recorded as null, noted;
 - ``--coco DIR [--prefix P]``: ``DIR/detection_results.json`` of a COCO test: ``<P>ap50`` and
   ``<P>ap`` (mAP@.5 and mAP@[.5,.95], percent);
 - ``--server FILE``: a results archive (VOC2012 test) or json (COCO test-dev) for an evaluation
-  server, which scores it: the row's measures (``--measures``, default all) are "server";
+  server, which scores it: the measures ``--measures`` (default all) are "server"; with another
+  source in the same call, each gives its own measures (Table 12: ``--voc D --as voc07_test
+  --server F --measures voc12_test``);
 - ``--json FILE``: the numbers of a JSON object whose keys are measures (``tools/paper_timing.py``);
 - ``--recall CSV --top_n N``: ``tools/eval_recall.py``'s CSV: recall at IoU 0.5 and 0.7 and the
   mean over its thresholds (Figure 4);
@@ -203,7 +206,8 @@ def recall_values(path: str, top_n: int) -> dict:
 
 
 def anchor_rows(path: str, table: dict) -> dict[str, dict]:
-    """Table 1: row key -> {w, h} from anchor_stats.py's JSON, matched by the anchors' labels."""
+    """Table 1: row key -> {w, h} from anchor_stats.py's JSON, matched by the anchors' labels
+    (null for an anchor from which no proposal was decoded)."""
     try:
         with open(path, encoding="utf-8") as f:
             anchors = json.load(f)["anchors"]
@@ -213,8 +217,9 @@ def anchor_rows(path: str, table: dict) -> dict[str, dict]:
     out = {}
     for r in table["rows"]:
         a = by_label.get(r["label"])
-        if a is not None and a.get("mean_w") is not None:
-            out[r["key"]] = {"w": float(a["mean_w"]), "h": float(a["mean_h"])}
+        if a is not None:
+            none = a.get("mean_w") is None
+            out[r["key"]] = {"w": None if none else float(a["mean_w"]), "h": None if none else float(a["mean_h"])}
     if not out:
         raise InputError(f"--anchor_stats {path}: none of its anchors ({', '.join(by_label)}) is one of the table's")
     return out
@@ -274,7 +279,8 @@ def record(args, tables: dict) -> list[str]:
     if args.anchor_stats:
         written = []
         for key, values in anchor_rows(args.anchor_stats, table).items():
-            rec = make_record(args.table, key, args.mode, values, notes, [os.path.abspath(args.anchor_stats)])
+            empty = ["no test-time proposal was decoded from this anchor"] if values["w"] is None else []
+            rec = make_record(args.table, key, args.mode, values, notes + empty, [os.path.abspath(args.anchor_stats)])
             written.append(write_row(args.dir, rec))
         return written
     if not args.row:
@@ -284,6 +290,8 @@ def record(args, tables: dict) -> list[str]:
     values: dict = {}
     if args.voc:
         v, n = voc_values(args.voc)
+        if args.as_measure:  # the mean AP is this measure (Table 12: voc07_test)
+            v = {args.as_measure: v["mAP"]}
         values.update(v)
         sources.append(os.path.abspath(args.voc))
         notes += n
@@ -311,12 +319,6 @@ def record(args, tables: dict) -> list[str]:
         raise InputError("record: no measurement given (--voc, --coco, --server, --json, --recall, --value, "
                          "--anchor_stats)")
     kept = keep_measures(table, values, None if args.server else args.measures, "record")
-    if args.merge:
-        old = read_row(args.dir, args.row)
-        if old is not None and old.get("status") == "done":
-            kept = {**old["values"], **kept}
-            notes = old.get("notes", []) + [n for n in notes if n not in old.get("notes", [])]
-            sources = old.get("sources", []) + sources
     return [write_row(args.dir, make_record(args.table, args.row, args.mode, kept, notes, sources))]
 
 
@@ -459,7 +461,8 @@ def parse_args(argv=None):
     add_flag(rec, "--anchor_stats", default=None, help="anchor_stats.py JSON (all of Table 1's rows)")
     rec.add_argument("--value", action="append", default=None, metavar="KEY=NUMBER")
     rec.add_argument("--measures", nargs="+", default=None, help="record only these measures")
-    rec.add_argument("--merge", action="store_true", help="add to the row's recorded values (another column)")
+    rec.add_argument("--as", dest="as_measure", default=None,
+                     help="with --voc: record its mean AP as this measure (e.g. voc07_test)")
     rec.add_argument("--note", action="append", default=None, help="a note printed under the table")
     skip = sub.add_parser("skip", parents=[common], help="record why a row was not run (a rerun tries again)")
     skip.add_argument("--row", required=True)
