@@ -90,7 +90,7 @@ def plot(path: str, curves: dict[str, list[dict]], title: str | None) -> bool:
         ax.set_xlabel("IoU")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("Recall")
-    axes[-1].legend(loc="upper right")
+    axes[-1].legend(loc="lower left")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -22,10 +22,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from paper_table import NUMBERS, SMOKE_NOTE, build_table, load_numbers, markdown  # noqa: E402
+from paper_table import NUMBERS, SMOKE_NOTE, build_table, load_numbers, markdown
 
-from frcnn.cli import run_tool, tool_parser  # noqa: E402
-from frcnn.errors import InputError  # noqa: E402
+from frcnn.cli import run_tool, tool_parser
+from frcnn.errors import InputError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -82,7 +82,8 @@ def collect(root: str, tables: dict) -> tuple[list[dict], list[str]]:
         raise InputError(f"{root}: holds tables of several modes ({', '.join(sorted(map(str, modes)))})")
     mode = modes.pop() if modes else "full"
     for name, table in tables.items():
-        docs.append(found.get(name) or build_table(name, table, os.path.join(root, name, "-absent-"), mode))
+        # a table not rendered yet: the rows recorded so far (or none: every row "not run")
+        docs.append(found.get(name) or build_table(name, table, os.path.join(root, name), mode))
     return docs, errors
 
 

@@ -37,8 +37,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser  # noqa: E402
-from frcnn.errors import InputError  # noqa: E402
+from frcnn.cli import add_flag, config_from_args, run_tool, tool_parser
+from frcnn.errors import InputError
 
 #: toy class -> VOC class of the smoke copies
 TOY_TO_VOC = {"circle": "aeroplane", "square": "tvmonitor", "triangle": "sofa", "star": "motorbike",

@@ -41,7 +41,6 @@ import glob
 import json
 import math
 import os
-import sys
 
 import numpy as np
 
@@ -413,9 +412,12 @@ def markdown(doc: dict) -> str:
                 cells = [r["label"] if k == 0 else ""] + ([measures[m]] if many else [])
                 cells += [fmt(r["paper"][m], d), ours, fmt(r["diff"][m], d)]
                 lines.append("| " + " | ".join(cells) + " |")
-    notes = [(r["label"], n) for r in doc["rows"] for n in r["notes"]]
-    if notes:
-        lines += ["", "Notes:"] + [f"- {label}: {n}" for label, n in notes]
+    by_note: dict[str, list[str]] = {}  # a note shared by several rows is printed once, naming them
+    for r in doc["rows"]:
+        for n in r["notes"]:
+            by_note.setdefault(n, []).append(r["label"])
+    if by_note:
+        lines += ["", "Notes:"] + [f"- {'; '.join(labels)}: {n}" for n, labels in by_note.items()]
     done = sum(r["status"] == "done" for r in doc["rows"])
     lines += ["", f"{done} of {len(doc['rows'])} rows measured; diff = ours - paper. Generated {doc['generated']}.", ""]
     return "\n".join(lines)
