@@ -61,6 +61,14 @@ def apply_precision(cfg, precision: str, device: torch.device) -> None:
     cfg.TEST.AMP = "bf16" if precision == "bf16" else "none"
 
 
+def stage_timers(device: torch.device) -> dict:
+    """A timer per stage for work on ``device``: CUDA events on that GPU's current stream (so
+    ``--gpu 1`` times GPU 1), the wall clock on the CPU."""
+    from frcnn.inference.timing import STAGES, stage_timer
+
+    return {s: stage_timer(device) for s in STAGES}
+
+
 def roi_stage_start(net) -> str:
     """The name of the first RoI pooling layer (where a Fast R-CNN net's region-wise stage starts)."""
     for layer in net.layers:
@@ -119,7 +127,7 @@ def main(argv=None) -> int:
     from frcnn.caffe import TEST, Net
     from frcnn.config import device_from_config
     from frcnn.datasets.factory import get_imdb
-    from frcnn.inference.timing import STAGES, stage_timer, time_image
+    from frcnn.inference.timing import time_image
     from frcnn.utils.blob import read_image
 
     device = device_from_config(cfg)
@@ -145,8 +153,8 @@ def main(argv=None) -> int:
     nms_fn = nms_from_config(cfg)
 
     def one(k: int, timers: dict) -> None:
-        for s in STAGES:
-            timers.setdefault(s, stage_timer(net.device))
+        for s, t in stage_timers(net.device).items():
+            timers.setdefault(s, t)
         if args.system == "rpn":
             time_image(net, images[k], cfg, nms_fn, timers)
         else:

@@ -179,3 +179,36 @@ def test_table5_timing_of_both_systems(smoke, tmp_path):
                          f"{root}/faster_rcnn_alt_opt/faster_rcnn_test.prototxt", "--net", faster,
                          "--out", str(tmp_path / "x.json"), "--set", "DATA_DIR", out)
     assert p.returncode == 2 and "TensorFloat-32 is a setting of NVIDIA GPUs" in p.stderr
+
+
+def test_table5_timers_are_cuda_events_on_the_gpu_asked_for(monkeypatch):
+    """--gpu 1 must time GPU 1: the events are recorded on (and waited for on) device 1's stream."""
+    import torch
+
+    from frcnn.inference import timing
+
+    paper_timing = load_tool("paper_timing.py")
+    streams, events = [], []
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            events.append(self)
+
+        def record(self, stream):
+            self.stream = stream
+
+        def synchronize(self):
+            self.synced = True
+
+        def elapsed_time(self, end):
+            return 12.5
+
+    monkeypatch.setattr(timing.torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(timing.torch.cuda, "current_stream", lambda d: streams.append(torch.device(d)) or f"s{d}")
+    timers = paper_timing.stage_timers(torch.device("cuda", 1))
+    assert all(isinstance(t, timing.CudaEventTimer) for t in timers.values())
+    timers["conv"].tic()
+    timers["conv"].toc()
+    assert streams == [torch.device("cuda", 1)] * 2 and events[1].synced and timers["conv"].diff == 0.0125
+    assert {type(t) for t in paper_timing.stage_timers(torch.device("cpu")).values()} == {timing.Timer}

@@ -23,7 +23,8 @@
 #   ROOT/runs/<test>/           every test's output (detections, per-class AP, server files)
 #   ROOT/<table>/               rows/, results.md, results.json;  ROOT/logs/ the logs
 #
-# Environment: PAPER_OUT (the root), FROM_SCRATCH=1 (the paper's nets without ImageNet weights: far
+# Environment: PAPER_OUT (the root), PAPER_DATA (the data folder of a full run, default data/: its
+# VOCdevkit2007, VOCdevkit2012, coco, coco_proposals, selective_search_data, imagenet_models), FROM_SCRATCH=1 (the paper's nets without ImageNet weights: far
 # from the paper's numbers), SS_WORKERS (processes for selective search; default the CPU count),
 # EB_DIR (a folder of EdgeBoxes proposal files <imdb>.npz, in score order: the EB rows; the project
 # has no EdgeBoxes of its own), PYTHON, FRCNN_DEBUG=1.
@@ -88,7 +89,8 @@ paper_setup() {
     FIVE_SCALES=(TEST.SCALES "[154,184,220,276,384]" TEST.MAX_SIZE 640)
     TIMING_NUM=(--num 4 --warmup 1 --allow_few)
   else
-    DATA="data"
+    DATA="${PAPER_DATA:-data}"
+    [ -z "${PAPER_DATA:-}" ] || BASE_SETS=(DATA_DIR "$(cd "$DATA" && pwd)")
     SMOKE_CFG=()
     # the paper's schedules: VOC alt-opt steps as upstream (RPN 60k + 20k at lr / 10, Fast R-CNN
     # 30k + 10k); COCO 240k + 80k for every step (Sec. 4.2); Fast R-CNN alone as upstream's
@@ -177,10 +179,10 @@ run_jobs() {
 # ------------------------------------------------------------------------------------- weights
 
 # init_args NET [WEIGHTS]: INIT for a training tool: WEIGHTS when given; else the ImageNet model
-# data/imagenet_models/<NET>.v2.caffemodel; else --from_scratch for SMALL or FROM_SCRATCH=1; else
+# <data>/imagenet_models/<NET>.v2.caffemodel; else --from_scratch for SMALL or FROM_SCRATCH=1; else
 # nothing (the tool then stops, saying where the paper's nets' weights go)
 init_args() {
-  local net="$1" w="${2:-}" imagenet="data/imagenet_models/${1}.v2.caffemodel"
+  local net="$1" w="${2:-}" imagenet="$DATA/imagenet_models/${1}.v2.caffemodel"
   INIT=()
   if [ -n "$w" ]; then INIT=(--weights "$w")
   elif [ -f "$imagenet" ]; then INIT=(--weights "$imagenet")
@@ -193,7 +195,7 @@ require_imagenet() {
   [ "$SMOKE" = 1 ] || [ "${FROM_SCRATCH:-0}" = 1 ] && return 0
   local n
   for n in "$@"; do
-    [ -f "data/imagenet_models/$n.v2.caffemodel" ] || die "$n starts from its ImageNet weights, data/imagenet_models/$n.v2.caffemodel (py-faster-rcnn's data/scripts/fetch_imagenet_models.sh; for VGG16 also tools/import_torchvision_vgg16.py); FROM_SCRATCH=1 trains without them"
+    [ -f "$DATA/imagenet_models/$n.v2.caffemodel" ] || die "$n starts from its ImageNet weights, $DATA/imagenet_models/$n.v2.caffemodel (py-faster-rcnn's data/scripts/fetch_imagenet_models.sh; for VGG16 also tools/import_torchvision_vgg16.py); FROM_SCRATCH=1 trains without them"
   done
 }
 
@@ -337,6 +339,7 @@ have_ss() {
 ss_props() {
   local imdb
   for imdb in "$@"; do
+    need_data "$imdb" || return 1
     SS_FILE=$("$PYTHON" - "$imdb" "$DATA" <<'PY'
 import os, sys
 from frcnn.config import get_default_config
@@ -355,6 +358,30 @@ PY
     "$PYTHON" tools/selective_search.py --imdb "$imdb" --workers "${SS_WORKERS:-$(nproc)}" --set "${BASE_SETS[@]}" \
       || die "ss_props: selective search of $imdb failed"
     [ -f "$SS_FILE" ] || die "ss_props: tools/selective_search.py did not write $SS_FILE"
+  done
+}
+
+# need_data IMDB...: whether the sets are on disk (a VOC split's image set file, a COCO split's
+# annotation json; a joined a+b set: each part); else SKIP names the first one missing and it
+# returns 1 (callers: `need_data ... || return 0`), so a table runs the rows its data allow
+need_data() {
+  local name part path
+  for name in "$@"; do
+    IFS=+ read -r -a parts <<< "$name"
+    for part in "${parts[@]}"; do
+      case "$part" in
+        voc_*) IFS=_ read -r _ year split <<< "$part"
+               path="$DATA/VOCdevkit$year/VOC$year/ImageSets/Main/$split.txt" ;;
+        coco_*) IFS=_ read -r _ year split <<< "$part"
+                if [[ "$split" == *test* ]]; then path="$DATA/coco/annotations/image_info_$split$year.json"
+                else path="$DATA/coco/annotations/instances_$split$year.json"; fi ;;
+        *) continue ;;
+      esac
+      if [ ! -f "$path" ]; then
+        SKIP="needs $part: no $path"
+        return 1
+      fi
+    done
   done
 }
 

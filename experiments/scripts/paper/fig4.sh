@@ -25,6 +25,7 @@ recall_csv() {
 
 # curve METHOD N: the recall of one method at N proposals
 curve() {
+  need_data voc_2007_test || return 0
   case "$1" in
     ss) ss_props voc_2007_test || return 0
         recall_csv ss --method selective_search ;;
@@ -32,6 +33,7 @@ curve() {
         recall_csv eb --method rpn --rpn_file "$EB_FILE" ;;
     rpn_zf|rpn_vgg)
         local net=ZF; [ "$1" = rpn_vgg ] && net=VGG16
+        need_data voc_2007_trainval || return 0
         altopt "$net" voc07 voc_2007_trainval voc 4
         rpn_props "${MODEL_KEY}_shared_rpn_voc_2007_test" "$MODEL" voc_2007_test
         recall_csv "$1" --method rpn --rpn_file "$PROPS" ;;

@@ -13,6 +13,7 @@ source experiments/scripts/paper/common.sh
 source experiments/scripts/paper/systems.sh
 
 anchor_sizes() {
+  need_data voc_2007_trainval voc_2007_test || return 0
   altopt ZF voc07 voc_2007_trainval voc 4
   local out="$RUNS/${MODEL_KEY}_anchor_stats/anchor_stats_proposals"
   if [ ! -f "$out.json" ]; then

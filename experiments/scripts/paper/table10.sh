@@ -15,6 +15,7 @@ source experiments/scripts/paper/systems.sh
 
 # dense07 SCALES: the one-stage Fast R-CNN + ZF, tested at 1 or 5 scales
 dense07() {
+  need_data voc_2007_trainval voc_2007_test || return 0
   dense_props voc_2007_trainval
   local train="$PROPS"
   dense_props voc_2007_test

@@ -12,6 +12,7 @@ source experiments/scripts/paper/systems.sh
 
 # eb07: Fast R-CNN + ZF trained and tested on EdgeBoxes (EB_DIR/<imdb>.npz, the first 2000 of each image)
 eb07() {
+  need_data voc_2007_trainval voc_2007_test || return 0
   eb_file voc_2007_trainval || return 0
   local train="$EB_FILE"
   eb_file voc_2007_test || return 0
@@ -33,6 +34,7 @@ ss_rpn() {
     noreg) gen=(--set TEST.RPN_ABLATION no_reg) ;;
     *) die "ss_rpn: unknown variant $variant" ;;
   esac
+  need_data voc_2007_trainval voc_2007_test || return 0
   ss_props voc_2007_trainval || return 0
   altopt "$net" voc07 voc_2007_trainval voc 1
   rpn_props "${MODEL_KEY}_rpn1_${variant}_voc_2007_test" "$MODEL" voc_2007_test "${gen[@]}"

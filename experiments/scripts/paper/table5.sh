@@ -40,6 +40,7 @@ timing_ss() {
 
 # NET, RPN + Fast R-CNN: the shared system of NET (4 steps, VOC 2007 trainval), 300 proposals
 timing_rpn() {
+  need_data voc_2007_trainval voc_2007_test || return 0
   altopt "$1" voc07 voc_2007_trainval voc 4
   timing rpn "$MODEL_TEST_DEF"
 }

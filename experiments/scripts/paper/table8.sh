@@ -11,6 +11,7 @@ source experiments/scripts/paper/systems.sh
 
 # anchors NAME SCALES RATIOS: the shared VGG16 system trained and tested with these anchors
 anchors() {
+  need_data voc_2007_trainval voc_2007_test || return 0
   altopt VGG16 "voc07_anchors_$1" voc_2007_trainval voc 4 ANCHOR_SCALES "$2" ANCHOR_RATIOS "$3"
   run_test "${MODEL_KEY}_shared_voc_2007_test" "$MODEL_TEST_DEF" "$MODEL" voc_2007_test
 }

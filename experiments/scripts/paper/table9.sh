@@ -13,6 +13,7 @@ source experiments/scripts/paper/systems.sh
 
 # lambda_run NAME WEIGHT: the shared VGG16 system trained and tested with this RPN box-loss weight
 lambda_run() {
+  need_data voc_2007_trainval voc_2007_test || return 0
   altopt VGG16 "voc07_lambda$1" voc_2007_trainval voc 4 TRAIN.RPN_LOSS_BBOX_WEIGHT "$2"
   run_test "${MODEL_KEY}_shared_voc_2007_test" "$MODEL_TEST_DEF" "$MODEL" voc_2007_test
 }
