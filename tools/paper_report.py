@@ -100,7 +100,9 @@ def report(docs: list[dict]) -> str:
     for d in docs:
         body = markdown(d).splitlines()
         body = [("#" + x if x.startswith("# ") else x) for x in body if x != f"**{SMOKE_NOTE}**"]
-        lines += body
+        for x in body:  # (no two blank lines where the table's own SMOKE note was)
+            if x or (lines and lines[-1]):
+                lines.append(x)
     return "\n".join(lines) + "\n"
 
 

@@ -365,7 +365,7 @@ PY
 # annotation json; a joined a+b set: each part); else SKIP names the first one missing and it
 # returns 1 (callers: `need_data ... || return 0`), so a table runs the rows its data allow
 need_data() {
-  local name part path
+  local name part path year split parts
   for name in "$@"; do
     IFS=+ read -r -a parts <<< "$name"
     for part in "${parts[@]}"; do
