@@ -133,3 +133,21 @@ def test_filter_roidb_rules():
     out = filter_roidb([keep_fg, keep_bg, drop_low, drop_empty], 0.5, 0.5, 0.1)
     assert out == [keep_fg, keep_bg]
     assert filter_roidb([drop_low], 0.5, 0.5, 0.0) == [drop_low]  # BG_THRESH_LO 0 keeps it
+
+
+def test_a_target_component_without_spread_stays_finite():
+    # class 2's only examples are its gt boxes: every target is 0, so its stds are 0; upstream
+    # divided 0 by 0 (NaN targets, a NaN loss); the targets stay at 0 and the std stays 0
+    a = _entry([[0, 0, 9, 9], [50, 50, 69, 89], [2, 1, 11, 12]], [[0, 1, 0], [0, 0, 1], [0, 0.7, 0]])
+    b = _entry([[10, 10, 29, 19], [5, 5, 24, 24]], [[0, 0, 1], [0, 0, 0]])
+    means, stds = compute_bbox_regression_targets([a, b], bbox_thresh=0.5, eps=1e-14)
+    # (class 1's two examples have the same width too: its dw has no spread either)
+    assert (stds[8:12] == 0).all() and stds[6] == 0 and (stds[[4, 5, 7]] > 0).all()
+    for e in (a, b):
+        assert np.isfinite(e["bbox_targets"]).all()
+    assert np.abs(a["bbox_targets"][1, 1:]).max() < 1e-6 and a["bbox_targets"][1, 0] == 2
+    # the components with a spread are normalised as before, the others are target - mean
+    raw = np.array(_targets_by_hand([2, 1, 11, 12], [0, 0, 9, 9]))
+    x = (raw - means[4:8]) / np.where(stds[4:8] > 0, stds[4:8], 1.0)
+    np.testing.assert_allclose(a["bbox_targets"][2, 1:], x, rtol=1e-5, atol=1e-7)
+    assert abs(a["bbox_targets"][2, 3]) < 1e-6

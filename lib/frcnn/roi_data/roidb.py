@@ -125,12 +125,17 @@ def compute_bbox_regression_targets(
     # normalize targets
     if normalize_targets:
         print("Normalizing targets")
+        # A component with no spread (std 0: every target of the class has the mean's value, e.g.
+        # a class whose only examples are its gt boxes) is left at target - mean = 0 instead of
+        # upstream's 0 / 0 = NaN, which stopped training; un-normalising with that std of 0 then
+        # predicts the mean, the only value the class was trained on.
+        divisors = np.where(stds > 0, stds, 1.0)
         for entry in roidb:
             targets = entry["bbox_targets"]
             for cls in range(1, num_classes):
                 cls_inds = np.where(targets[:, 0] == cls)[0]
                 targets[cls_inds, 1:] -= means[cls, :]
-                targets[cls_inds, 1:] /= stds[cls, :]
+                targets[cls_inds, 1:] /= divisors[cls, :]
     else:
         print("NOT normalizing targets")
 
