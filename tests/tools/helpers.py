@@ -12,7 +12,7 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOOLS = sorted(f for f in os.listdir(os.path.join(ROOT, "tools")) if f.endswith(".py"))
-DEV_TOOLS = ["dev/bench_ops.py", "dev/profile_iteration.py", "dev/roidb_memory.py"]
+DEV_TOOLS = ["dev/bench_ops.py", "dev/bench_ranks.py", "dev/profile_iteration.py", "dev/roidb_memory.py"]
 
 
 def tool_path(name: str) -> str:

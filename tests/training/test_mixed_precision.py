@@ -85,15 +85,31 @@ def test_fp16_loss_scale_is_saved_and_restored_with_the_solver_state(tmp_path):
     assert sw.solver.scaler.current == 1024.0
 
 
+def _terms(sw):
+    """Each iteration's loss terms, from the loss-curve hook."""
+    from frcnn.training.loss_curve import LossCurve
+
+    (curve,) = [h for h in sw.hooks if isinstance(h, LossCurve)]
+    return [row[3] for row in curve.rows]
+
+
 @pytest.mark.parametrize("settings", [{"CHANNELS_LAST": True}, {"TRAIN__AMP": "bf16"}])
 def test_training_losses_follow_float32(tmp_path, settings):
+    """The RPN's losses of the first iteration (same weights, same anchors and targets) agree to
+    the layout's or the precision's rounding; later iterations and the detector's losses only
+    roughly: they depend on which proposals survive NMS and are sampled, a discrete choice that a
+    last-bit change can flip (with one torch thread the channels-last run's iteration-3 loss is
+    1.6 % off the NCHW one's, with two 0.05 %)."""
     ref, _, _ = _wrapper(tmp_path / "ref")
     ref.train_model(3)
     other, _, _ = _wrapper(tmp_path / "other", **settings)
     other.train_model(3)
+    first_tol = 1e-4 if "CHANNELS_LAST" in settings else 0.05
+    a, b = _terms(ref)[0], _terms(other)[0]
+    for term in ("rpn_cls_loss", "rpn_loss_bbox"):
+        np.testing.assert_allclose(b[term], a[term], rtol=first_tol, err_msg=term)
     a, b = np.array([v for _, v in ref.loss_history]), np.array([v for _, v in other.loss_history])
-    tol = 1e-3 if "CHANNELS_LAST" in settings else 0.1
-    np.testing.assert_allclose(b, a, rtol=tol)
+    np.testing.assert_allclose(b, a, rtol=0.1)
 
 
 @pytest.mark.cuda
