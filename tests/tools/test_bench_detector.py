@@ -16,7 +16,8 @@ def test_bench_detector_dry_run_on_the_cpu(tmp_path, capsys):
     assert tool.main(argv) == 0
     out = capsys.readouterr().out
     assert "tf32 is a GPU mode" in out  # left out on the CPU, with a word
-    assert "| net | mode | impl | conv ms | proposal ms | region-wise ms | test total ms | train ms/iter |" in out
+    assert ("| net | mode | impl | conv ms | proposal ms | region-wise ms | test total ms | train ms/iter | test RoIs |"
+            in out)
     data = json.loads(path.read_text())
     rows = data["rows"]
     impls = ["frcnn"] + (["torchvision"] if tool.torchvision is not None else [])
@@ -24,6 +25,10 @@ def test_bench_detector_dry_run_on_the_cpu(tmp_path, capsys):
     for r in rows:
         assert all(r[k] > 0 for k in ("conv", "proposal", "region-wise", "train"))
         assert r["total"] == pytest.approx(r["conv"] + r["proposal"] + r["region-wise"])
+        assert r["rois"] >= 1 and r["rois"] == int(r["rois"])  # the proposals the heads ran on
+    ours = [r for r in rows if r["impl"] == "frcnn"]
+    # random weights must not collapse the proposals (they did: the heads were timed on a handful)
+    assert all(r["rois"] >= 100 for r in ours), [r["rois"] for r in ours]  # 154 here, 28 before
     assert data["meta"]["size"] == "192x256" and data["meta"]["device"] == "cpu"
 
 
