@@ -166,19 +166,9 @@ def test_decode_equals_the_numpy_decode_bit_for_bit():
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    from frcnn.config import cfg_from_file, get_default_config
-    from frcnn.datasets.toy import make_toy_dataset
+    from tests.training.tiny_setup import toy_config
 
-    root = tmp_path_factory.mktemp("toy")
-    make_toy_dataset(str(root / "data" / "toy"), num_trainval=2, num_test=5, seed=4)
-    cfg = get_default_config()
-    for name in ("faster_rcnn_end2end.yml", "toy.yml"):
-        cfg_from_file(os.path.join(cfg.ROOT_DIR, "experiments", "cfgs", name), cfg)
-    cfg.DATA_DIR = str(root / "data")
-    cfg.ROOT_DIR = str(root)
-    cfg.GPU_ID = -1
-    cfg.USE_GPU_NMS = False
-    return cfg
+    return toy_config(tmp_path_factory.mktemp("toy"), "faster_rcnn_end2end", num_trainval=2, num_test=5, seed=4)
 
 
 @pytest.mark.parametrize("cls_gain", [1.0, 40.0])

@@ -3,7 +3,6 @@ row (ClassOverlaps) against the dense layout it replaced: the same overlaps, max
 max_classes, bbox targets and their means / stds, filtered entries and sampled minibatches."""
 
 import copy
-import os
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from frcnn.datasets.class_overlaps import ClassOverlaps
 from frcnn.datasets.proposals import load_proposals
 from frcnn.roi_data.minibatch import MinibatchConfig, build_minibatch, plan_minibatch
 from frcnn.roi_data.roidb import compute_bbox_regression_targets, filter_roidb
-from tests.tools.helpers import ROOT, load_tool
+from tests.tools.helpers import load_tool
 
 
 def dense_reference(gt_entry, proposals, num_classes):
@@ -33,16 +32,11 @@ def dense_reference(gt_entry, proposals, num_classes):
 
 @pytest.fixture(scope="module")
 def toy_dense_windows(tmp_path_factory):
-    from frcnn.config import cfg_from_file, cfg_from_list, get_default_config
-    from frcnn.datasets.toy import make_toy_dataset
     from frcnn.training import alt_opt
+    from tests.training.tiny_setup import toy_config
 
     tmp = tmp_path_factory.mktemp("toy_windows")
-    make_toy_dataset(str(tmp / "data" / "toy"), num_trainval=5, num_test=1, seed=2)
-    cfg = get_default_config()
-    for f in ("faster_rcnn_alt_opt.yml", "toy.yml"):
-        cfg_from_file(os.path.join(ROOT, "experiments", "cfgs", f), cfg)
-    cfg_from_list(["DATA_DIR", str(tmp / "data"), "ROOT_DIR", str(tmp), "USE_GPU_NMS", "False"], cfg)
+    cfg = toy_config(tmp, "faster_rcnn_alt_opt", num_trainval=5, num_test=1, seed=2)
     cfg = alt_opt.fast_rcnn_stage_config(cfg, "windows")
     windows = str(tmp / "windows.npz")
     assert load_tool("dense_proposals.py").main(

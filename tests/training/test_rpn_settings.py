@@ -232,16 +232,11 @@ def test_two_images_per_batch_train_the_toy_set_with_the_small_net(tmp_path, one
     TRAIN.IMS_PER_BATCH 2: 60 iterations, the RPN's loss falls. (The detector's losses rise over the
     first ~100 iterations of this from-scratch schedule with one image per batch too, as the
     proposals improve and more RoIs are foreground; the tiny set's test above checks the total.)"""
-    from frcnn.config import cfg_from_file, get_default_config
-    from frcnn.datasets.toy import make_toy_dataset
+    from tests.training.tiny_setup import ROOT as root
+    from tests.training.tiny_setup import toy_config
 
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    make_toy_dataset(str(tmp_path / "data" / "toy"), num_trainval=24, num_test=2, seed=1)
-    cfg = get_default_config()
-    for f in ("faster_rcnn_end2end.yml", "toy.yml"):
-        cfg_from_file(os.path.join(root, "experiments", "cfgs", f), cfg)
-    cfg_from_list(["DATA_DIR", str(tmp_path / "data"), "ROOT_DIR", str(tmp_path), "GPU_ID", "-1",
-                   "USE_GPU_NMS", "False", "TRAIN.IMS_PER_BATCH", "2"], cfg)
+    cfg = toy_config(tmp_path, "faster_rcnn_end2end", num_trainval=24, num_test=2, seed=1)
+    cfg.TRAIN.IMS_PER_BATCH = 2
     solver = ensure_solver_classes(os.path.join(root, "models", "toy", "SMALL", "faster_rcnn_end2end", "solver.prototxt"),
                                    6, str(tmp_path / "adapted"), root, cfg=cfg)
     set_random_seeds(cfg.RNG_SEED)

@@ -128,3 +128,20 @@ def tiny_config(data_dir: str, out_root: str):
     cfg_from_file(os.path.join(ROOT, "experiments", "cfgs", "faster_rcnn_end2end.yml"), cfg)
     merge_dict({"DATA_DIR": data_dir, "ROOT_DIR": out_root, **TINY_SETTINGS}, cfg, where="tiny_config")
     return cfg
+
+
+def toy_config(root, method: str, num_trainval: int, num_test: int, seed: int):
+    """The embedded toy set (``frcnn.datasets.toy``, the quick start's) made small under
+    ``root/data/toy``, with the config the experiment scripts give it (``experiments/cfgs/<method>.yml``
+    then ``toy.yml``), data and outputs under ``root``, on the CPU with the CPU NMS."""
+    from frcnn.config import cfg_from_file
+    from frcnn.datasets.toy import make_toy_dataset
+
+    root = str(root)
+    make_toy_dataset(os.path.join(root, "data", "toy"), num_trainval=num_trainval, num_test=num_test, seed=seed)
+    cfg = get_default_config()
+    for name in (f"{method}.yml", "toy.yml"):
+        cfg_from_file(os.path.join(ROOT, "experiments", "cfgs", name), cfg)
+    cfg.DATA_DIR, cfg.ROOT_DIR = os.path.join(root, "data"), root
+    cfg.GPU_ID, cfg.USE_GPU_NMS = -1, False
+    return cfg

@@ -61,7 +61,7 @@ def run_once(ranks: int, threads: int, iters: int, gpu: str, name: str) -> dict[
     launcher = [sys.executable] if ranks == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-    print(f"[{name}] {' '.join(launcher[1:] + cmd) if ranks > 1 else ' '.join(cmd)}", flush=True)
+    print(f"[{name}] {' '.join(launcher[1:] + cmd)}", flush=True)  # (launcher[1:]: torchrun's flags)
     t0 = time.perf_counter()
     r = subprocess.run(launcher + cmd, check=False, cwd=ROOT, env=env, text=True, capture_output=True)
     wall = time.perf_counter() - t0
