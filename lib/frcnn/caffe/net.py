@@ -4,6 +4,8 @@ Build: parse the prototxt, upgrade legacy forms, keep the layers of the phase, m
 from its message and the (partly known) shapes of its bottoms. Blobs are names: an in-place
 layer (top == bottom) rebinds the name to its output, a blob read by several layers is simply
 read several times (autograd sums the gradients, which is what Caffe's implicit Split does).
+An in-place ReLU overwrites its bottom tensor where nothing else can see the old values (see
+``_in_place_relus``); everywhere else it makes a new tensor.
 Outputs, as Caffe's: the blobs that no later layer consumes, sorted by name.
 """
 
@@ -72,6 +74,32 @@ def _oom_error(e: BaseException) -> type[BaseException]:
     return torch.OutOfMemoryError if isinstance(e, torch.OutOfMemoryError) else MemoryError
 
 
+#: layer types whose top is a new tensor that their backward does not read (it reads bottoms and
+#: weights only), so that an in-place ReLU right after them may overwrite it, also in training
+_FRESH_TOPS = frozenset({"Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "Scale", "Eltwise",
+                         "ROIPooling", "Concat"})
+
+
+def _in_place_relus(lps: list[Message]) -> list[bool]:
+    """Per layer: whether it is a ReLU (slope 0) written in place (top == bottom) whose bottom
+    comes straight from a ``_FRESH_TOPS`` layer with no other layer reading it in between. Such
+    a ReLU may overwrite its bottom: every later reader sees the name's new (ReLU) values, as in
+    Caffe, and no earlier reader or backward holds the old ones."""
+    made_by: dict[str, str] = {}
+    reads: dict[str, int] = {}  # blob -> layers that read it since it was last written
+    out = []
+    for lp in lps:
+        kind, bottoms, tops = lp.get_str("type"), lp.get_strs("bottom"), lp.get_strs("top")
+        out.append(kind == "ReLU" and len(bottoms) == 1 and tops == bottoms
+                   and lp.get_msg("relu_param").get_float("negative_slope", 0.0) == 0.0
+                   and made_by.get(bottoms[0]) in _FRESH_TOPS and reads.get(bottoms[0]) == 0)
+        for b in bottoms:
+            reads[b] = reads.get(b, 0) + 1
+        for t in tops:
+            made_by[t], reads[t] = kind, 0
+    return out
+
+
 class Net(torch.nn.Module):
     """A Caffe net from a prototxt (path or parsed Message); see the module docstring.
 
@@ -104,6 +132,7 @@ class Net(torch.nn.Module):
         self.loss_weights: dict[str, float] = {}  # top blob -> weight, for tops that count in the loss
         self._loss_tops: list[tuple[int, int, float]] = []  # (layer index, top index, weight)
         self._propagate: list[list[bool]] = []
+        self._overwrite: list[bool] = []  # per layer: an in-place ReLU that may overwrite its bottom
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
         if cfg is None:  # a net built on its own (e.g. an upstream prototxt): the defaults, made once here
             cfg = get_default_config()
@@ -162,6 +191,7 @@ class Net(torch.nn.Module):
             self._share(layer, shared)
             self.layer_list.append(layer)
         self.outputs: list[str] = sorted(available)
+        self._overwrite = _in_place_relus(lps)
 
     def _loss_setup(self, index: int, layer: Layer, lp: Message) -> None:
         weights = lp.get_floats("loss_weight")
@@ -269,6 +299,8 @@ class Net(torch.nn.Module):
                 for b, prop in zip(layer.bottoms, self._propagate[idx]):
                     x = values[b] if b in values else self._blobs[b].data
                     bottoms.append(x if prop else x.detach())
+                if self._overwrite[idx]:
+                    layer.overwrite = self._may_overwrite(layer.bottoms[0], bottoms[0], values, idx)
                 try:
                     if mixed and not layer.low_precision:
                         with float32_region(device.type):
@@ -295,6 +327,14 @@ class Net(torch.nn.Module):
         self.loss = loss
         wanted = [n for n in self.outputs if n in values] + [n for n in (blobs or []) if n not in self.outputs]
         return {n: self._blobs[n].data for n in wanted}
+
+    def _may_overwrite(self, name: str, x: torch.Tensor, values: dict[str, torch.Tensor], idx: int) -> bool:
+        """Whether the in-place ReLU ``idx`` may overwrite its bottom ``x`` (blob ``name``) in
+        this forward: the tensor was made by this forward (not set by the caller, nor left by an
+        earlier forward that started elsewhere), is not a view of another tensor, and autograd
+        allows it; with ``retain_diffs`` the blob keeps a tensor of its own."""
+        return (name in values and values[name] is x and x._base is None and not self.retain_diffs
+                and self._propagate[idx][0] and not (x.is_leaf and x.requires_grad))
 
     def blob_shapes(self, **input_shapes: tuple) -> dict[str, tuple | None]:
         """Every blob's shape for the given input shapes, by the layers' shape rules, without

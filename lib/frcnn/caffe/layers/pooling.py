@@ -70,6 +70,57 @@ class _MaxPoolChannelsLast(torch.autograd.Function):
         return gx, None, None, None
 
 
+def _max_along(x: torch.Tensor, dim: int, k: int, s: int, p: int, out_len: int) -> torch.Tensor:
+    """Caffe's MAX pooling along one axis of ``x``: output ``j`` is the max over the inputs
+    ``[j*s - p, j*s - p + k)`` clipped to the axis (``-inf`` for a window that holds none).
+
+    The outputs whose window lies inside the axis are ``k - 1`` element-wise maxima of strided
+    slices, written straight into the output; the few clipped ones at the ends are reduced one
+    by one."""
+    size = x.shape[dim]
+    shape = list(x.shape)
+    shape[dim] = out_len
+    out = x.new_empty(shape)
+    first = -(-p // s)  # first output whose window starts inside the axis
+    last = min(out_len - 1, (size + p - k) // s)  # last one whose window ends inside it
+    n = last - first + 1
+    if n > 0:
+        lead = (slice(None),) * dim
+
+        def tap(d: int) -> torch.Tensor:  # element d of every inside window
+            start = first * s - p + d
+            return x[lead + (slice(start, start + (n - 1) * s + 1, s),)]
+
+        inner = out.narrow(dim, first, n)
+        if k == 1:
+            inner.copy_(tap(0))
+        else:
+            torch.maximum(tap(0), tap(1), out=inner)
+            for d in range(2, k):
+                torch.maximum(inner, tap(d), out=inner)
+    for j in [*range(min(first, out_len)), *range(max(last + 1, first), out_len)]:
+        lo, hi = max(j * s - p, 0), min(j * s - p + k, size)
+        if hi > lo:
+            out.narrow(dim, j, 1).copy_(x.narrow(dim, lo, hi - lo).amax(dim, keepdim=True))
+        else:
+            out.narrow(dim, j, 1).fill_(float("-inf"))
+    return out
+
+
+def _separable_max_pool(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                        out_hw: tuple[int, int]) -> torch.Tensor:
+    """Caffe's MAX pooling of an (N,C,H,W) tensor as a max over rows, then over columns (a
+    window's max is the max of its rows' maxima). Values only, no argmax: for forwards that
+    record no gradient. On the CPU this streams the rows (contiguous) through vectorised
+    element-wise maxima: VGG16's pool1 at 600 x 1000 in about 40 ms against 110 ms for torch's
+    NCHW kernel and 120 ms for the channels-last one with its two layout copies. The values
+    are the kernel's: a maximum is exact, and NaN wins in both (the sign of a zero maximum
+    may differ, which no later value can see but a division by it)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    rows = _max_along(x, 2, kh, sh, ph, out_hw[0])
+    return _max_along(rows, 3, kw, sw, pw, out_hw[1])
+
+
 def _channels_last_max_pool(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
                             pad: tuple[int, int]) -> bool:
     """Whether ``_MaxPoolChannelsLast`` computes Caffe's MAX pooling of ``x``: a contiguous NCHW
@@ -92,11 +143,11 @@ def caffe_pool2d(x: torch.Tensor, method: str, kernel: tuple[int, int], stride: 
     oh, ow = pool_out(h, kh, ph, sh), pool_out(w, kw, pw, sw)
     if oh <= 0 or ow <= 0:
         raise ValueError(f"pooling a {h}x{w} input with kernel {kernel}, pad {pad} gives no output")
+    if method == "MAX" and x.device.type == "cpu" and x.is_floating_point() and not (
+            torch.is_grad_enabled() and x.requires_grad):
+        return _separable_max_pool(x, kernel, stride, pad, (oh, ow))
     if method == "MAX" and _channels_last_max_pool(x, kernel, stride, pad):
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _MaxPoolChannelsLast.apply(x, tuple(kernel), tuple(stride), tuple(pad))
-        y = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), kernel, stride, pad, ceil_mode=True)
-        return y.contiguous()
+        return _MaxPoolChannelsLast.apply(x, tuple(kernel), tuple(stride), tuple(pad))
     # pad so that every window of the Caffe grid lies inside; extra rows never reach a window's
     # clipped area for MAX (-inf) and add zeros for AVE (its divisor is computed separately)
     extra_h = max(0, (oh - 1) * sh + kh - (h + ph))
