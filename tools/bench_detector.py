@@ -25,7 +25,8 @@ are left out (said in the output).
 
 Modes: fp32 (TF32 off), tf32 (TF32 on; GPUs only), bf16 (autocast bfloat16 with TF32 on for
 what stays float32). Times: CUDA events on the chosen GPU, the wall clock on the CPU; the
-median over ``--repeats`` runs after ``--warmup`` untimed ones. Prints a markdown table and
+median over ``--repeats`` runs after ``--warmup`` untimed ones, ours and torchvision's taking
+turns (one run of each per round, tests first, then training). Prints a markdown table and
 writes the rows as JSON (``--json``, default output/bench_detector/<device>.json).
 """
 
@@ -110,12 +111,22 @@ def gt_boxes(h: int, w: int, n: int = 5, seed: int = 0) -> np.ndarray:
     return np.stack([x1, y1, np.minimum(x1 + bw, w - 1), np.minimum(y1 + bh, h - 1), cls], 1).astype(np.float32)
 
 
-def median_runs(s: Settings, run: Callable[[], dict[str, float]]) -> dict[str, float]:
-    """Median of each entry of ``run()`` (ms) over ``s.repeats`` runs after ``s.warmup``."""
+Run = Callable[[], dict[str, float]]
+
+
+def take_turns(s: Settings, runs: dict[str, Run]) -> dict[str, dict[str, float]]:
+    """Per implementation, the median of each entry of its ``run()`` (ms) over ``s.repeats`` runs
+    after ``s.warmup``. The implementations take turns, one run each per round, so that a change
+    of the machine's speed during the bench (clock, other jobs: 10-30 % between minutes on a
+    shared CPU) falls on all of them alike instead of on whichever ran in that minute."""
     for _ in range(s.warmup):
-        run()
-    runs = [run() for _ in range(s.repeats)]
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for run in runs.values():
+            run()
+    done: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+    for _ in range(s.repeats):
+        for name, run in runs.items():
+            done[name].append(run())
+    return {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in done.items()}
 
 
 # ----------------------------------------------------------------------------- ours
@@ -137,7 +148,7 @@ def our_config(s: Settings, mode: str) -> Any:
     return cfg
 
 
-def ours_test(s: Settings, net_name: str, mode: str) -> dict[str, float]:
+def ours_test(s: Settings, net_name: str, mode: str) -> Run:
     from frcnn.boxes.nms import nms_from_config
     from frcnn.caffe import TEST, Net
     from frcnn.inference.timing import time_image
@@ -157,7 +168,7 @@ def ours_test(s: Settings, net_name: str, mode: str) -> dict[str, float]:
         time_image(net, im, cfg, nms_fn, timers)
         return {**{st: timers[st].diff * 1e3 for st in STAGES}, "rois": float(net.blobs["rois"].data.shape[0])}
 
-    return median_runs(s, lambda: _add_total(run()))
+    return lambda: _add_total(run())
 
 
 class FixedBlobs(nn.Module):
@@ -171,7 +182,7 @@ class FixedBlobs(nn.Module):
         return self.tops
 
 
-def ours_train(s: Settings, net_name: str, mode: str) -> float:
+def ours_train(s: Settings, net_name: str, mode: str) -> Run:
     from frcnn.caffe import SGDSolver
     from frcnn.nets.random_init import fill_random
 
@@ -196,7 +207,7 @@ def ours_train(s: Settings, net_name: str, mode: str) -> float:
         t.toc()
         return {"train": t.diff * 1e3}
 
-    return median_runs(s, run)["train"]
+    return run
 
 
 def _add_total(stages: dict[str, float]) -> dict[str, float]:
@@ -284,7 +295,7 @@ def _tv_input(s: Settings) -> tuple[torch.Tensor, Any]:
     return x, ImageList(x, [(s.height, s.width)])
 
 
-def tv_test(s: Settings, net_name: str, mode: str) -> dict[str, float]:
+def tv_test(s: Settings, net_name: str, mode: str) -> Run:
     parts = tv_detector(net_name, s.device, s.channels_last)
     for m in parts.values():
         m.eval()
@@ -311,10 +322,10 @@ def tv_test(s: Settings, net_name: str, mode: str) -> dict[str, float]:
             out["region-wise"] = t.diff * 1e3
         return _add_total(out)
 
-    return median_runs(s, run)
+    return run
 
 
-def tv_train(s: Settings, net_name: str, mode: str) -> float:
+def tv_train(s: Settings, net_name: str, mode: str) -> Run:
     parts = tv_detector(net_name, s.device, s.channels_last)
     for m in parts.values():
         m.train()
@@ -340,7 +351,7 @@ def tv_train(s: Settings, net_name: str, mode: str) -> float:
         t.toc()
         return {"train": t.diff * 1e3}
 
-    return median_runs(s, run)["train"]
+    return run
 
 
 # ----------------------------------------------------------------------------- the run
@@ -350,13 +361,14 @@ def bench(s: Settings, nets: list[str], modes: list[str], train: bool, with_tv: 
     rows = []
     for net_name in nets:
         for mode in modes:
-            impls = [("frcnn", ours_test, ours_train)]
+            impls = {"frcnn": (ours_test, ours_train)}
             if with_tv:
-                impls.append(("torchvision", tv_test, tv_train))
-            for impl, test_fn, train_fn in impls:
-                row: dict[str, Any] = {"net": net_name, "mode": mode, "impl": impl}
-                row.update(test_fn(s, net_name, mode))
-                row["train"] = train_fn(s, net_name, mode) if train else None
+                impls["torchvision"] = (tv_test, tv_train)
+            tests = take_turns(s, {impl: fns[0](s, net_name, mode) for impl, fns in impls.items()})
+            trains = take_turns(s, {impl: fns[1](s, net_name, mode) for impl, fns in impls.items()}) if train else {}
+            for impl in impls:
+                row: dict[str, Any] = {"net": net_name, "mode": mode, "impl": impl, **tests[impl]}
+                row["train"] = trains[impl]["train"] if train else None
                 rows.append(row)
                 print(f"bench_detector: {format_row(row)}", flush=True)
     return rows

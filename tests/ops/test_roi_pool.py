@@ -127,6 +127,45 @@ def test_empty_rois_and_module():
     assert "pooled_h=2, pooled_w=3, spatial_scale=0.5" in repr(pool)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_many_channels_nan_inf_ties_and_channels_last_match_reference(dtype):
+    """The CPU kernel takes the max of every channel at once (on an NHWC copy): channel counts
+    that are no multiple of a vector, windows of NaN and -inf (lowest value, argmax -1), NaN
+    beside numbers (never the max), ties in some channels only, and a channels-last input."""
+    rng = np.random.default_rng(21)
+    features = rng.normal(size=(2, 37, 10, 11)).round(1)  # rounded: many equal maxima
+    features[0, 3] = np.nan
+    features[1, 4] = -np.inf
+    features[0, 5, ::2] = np.nan
+    features[1, 6, 2:5, 2:5] = 9.0
+    rois = random_rois(rng, 30, 2, img_h=10 * 8, img_w=11 * 8)
+    f = torch.tensor(features, dtype=dtype)
+    r = torch.tensor(rois, dtype=dtype)
+    ref_out, ref_arg = roi_pool_reference(f.numpy(), r.numpy(), 3, 3, 0.125)
+    for form in (f, f.contiguous(memory_format=torch.channels_last)):
+        out, argmax = torch.ops.frcnn.roi_pool_forward(form, r, 0.125, 3, 3)
+        torch.testing.assert_close(out, torch.from_numpy(ref_out), rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(argmax.long(), torch.from_numpy(ref_arg))
+    first, second = rois[:, 0] == 0, rois[:, 0] == 1
+    assert (ref_arg[first, 3] == -1).all() and (ref_arg[second, 4] == -1).all()  # the cases were hit
+    assert (ref_arg[second, 3] >= 0).any() and (ref_arg[first, 5] >= 0).any()
+
+
+def test_the_default_copy_of_the_cpu_kernel_matches_the_reference_too():
+    """The forward has an AVX2 copy, chosen at run time; FRCNN_CPU_NO_AVX2=1 runs the tests of
+    this file that check it against the reference on the default (SSE2) copy, in a new process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FRCNN_CPU_NO_AVX2": "1"}
+    tests = "test_random_rois_match_reference or test_many_channels or test_argmax_and_backward or test_ties"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
 def test_same_result_on_one_and_many_threads():
     rng = np.random.default_rng(9)
     features = torch.tensor(rng.normal(size=(1, 16, 12, 12)))
