@@ -161,7 +161,7 @@ def test_the_default_copy_of_the_cpu_kernel_matches_the_reference_too():
     env = {**os.environ, "FRCNN_CPU_NO_AVX2": "1"}
     tests = "test_random_rois_match_reference or test_many_channels or test_argmax_and_backward or test_ties"
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
 
