@@ -8,6 +8,8 @@ set and net of tiny_setup:
 - a hung rank is named by the others, which stop after DIST_TIMEOUT;
 - ranks given different configs refuse to start, naming the key and the rank;
 - test_net on 2 ranks writes the detections and the mAP of one process;
+- a group of one rank (``FRCNN_DIST_GROUP_OF_ONE=1``: every distributed path with one rank, the
+  way the NCCL path is checked on one GPU) trains and tests exactly as one plain process;
 - the alt-opt driver on 2 ranks (steps 1 and 2: RPN, proposals shared out, Fast R-CNN on them)
   ends with the models and proposals of 1 process with iter_size 2.
 """
@@ -64,9 +66,10 @@ def _torchrun(n):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
 
 
-def _run(*cmds, timeout=150):
+def _run(*cmds, timeout=150, env=None):
     """Run the commands at once (the machine's cores are shared out); their results, in order."""
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    env = {**_env(), **(env or {})}
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
              for c in cmds]
     out = []
     for p in procs:
@@ -241,6 +244,46 @@ def test_test_net_on_two_ranks_writes_the_detections_of_one_process(tiny, traine
 
     assert mean_ap(two.stdout) == mean_ap(one.stdout) and len(mean_ap(one.stdout)) == 1
     assert "im_detect: 2/2" in two.stdout and "im_detect: 4/4" in one.stdout  # each rank half the images
+
+
+def _detections(tiny, exp):
+    return load_detections(str(tiny["root"] / "output" / exp / "tiny_test" / "tiny_iter_10" / "detections.npz"))
+
+
+def group_of_one_matches_a_plain_process(tiny, gpu: str, rtol: float) -> None:
+    """Train and test as one plain process and as a torchrun group of one rank (on ``gpu``):
+    the same parameters (to ``rtol``; 0: the same bytes) and detections; the group's run said it
+    was distributed, did collectives, and had rank 0's part (snapshots, detections) to itself."""
+    def on(args):
+        return [gpu if a == "cpu" else a for a in args]
+
+    group = {"FRCNN_DIST_GROUP_OF_ONE": "1"}
+    tag = "gpu" if gpu != "cpu" else "cpu"
+    plain, one = f"{tag}_plain", f"{tag}_group_of_one"
+    _, out = _run([sys.executable, *on(_train_args(tiny, plain))], [*_torchrun(1), *on(_train_args(tiny, one))],
+                  env=group)
+    backend = "NCCL" if gpu != "cpu" else "gloo"
+    assert f"Distributed run: 1 ranks ({backend})" in out.stdout, out.stdout[-2000:]
+    if rtol == 0:
+        with open(_model(tiny, one), "rb") as f, open(_model(tiny, plain), "rb") as g:
+            assert f.read() == g.read()
+    else:
+        _assert_same_parameters(_model(tiny, one), _model(tiny, plain), rtol=rtol)
+    model = _model(tiny, plain)
+    _, out = _run([sys.executable, *on(_test_args(tiny, model, f"{plain}_test"))],
+                  [*_torchrun(1), *on(_test_args(tiny, model, f"{one}_test"))], env=group)
+    assert f"Distributed run: 1 ranks ({backend})" in out.stdout
+    a, b = _detections(tiny, f"{plain}_test"), _detections(tiny, f"{one}_test")
+    for j in range(len(a)):
+        for i in range(len(a[j])):
+            if rtol == 0:
+                assert np.array_equal(a[j][i], b[j][i]), (j, i)
+            else:
+                assert a[j][i].shape == b[j][i].shape and np.allclose(a[j][i], b[j][i], rtol=1e-5, atol=1e-3), (j, i)
+
+
+def test_a_group_of_one_rank_trains_and_tests_exactly_as_one_plain_process(tiny):
+    group_of_one_matches_a_plain_process(tiny, "cpu", rtol=0)
 
 
 def test_alt_opt_on_two_ranks_gives_the_models_and_proposals_of_one_rank_with_iter_size_2(tiny):

@@ -1,7 +1,9 @@
-"""The data-parallel checks with NCCL, one rank per GPU (needs two GPUs; skipped otherwise: NCCL
-refuses two ranks on one GPU). The same runs as tests/training/test_data_parallel.py with
-``--gpu 0``: each rank on GPU LOCAL_RANK. cuDNN's backward sums in an order of its own, so the
-parameters are compared to 1e-4 relative here (1e-5 on the CPU)."""
+"""The data-parallel checks with NCCL, one rank per GPU. The same runs as
+tests/training/test_data_parallel.py with ``--gpu 0``: each rank on GPU LOCAL_RANK. cuDNN's
+backward sums in an order of its own, so the parameters are compared to 1e-4 relative here (1e-5
+on the CPU). Two ranks need two GPUs (NCCL refuses two ranks on one GPU); on a machine with one,
+a group of one rank (``FRCNN_DIST_GROUP_OF_ONE=1``) runs every NCCL code path: collectives on the
+GPU, the rank watch, rank 0's gathers."""
 
 from __future__ import annotations
 
@@ -20,19 +22,23 @@ from tests.training.test_data_parallel import (
     _test_args,
     _torchrun,
     _train_args,
+    group_of_one_matches_a_plain_process,
     tiny,  # noqa: F401 (the fixture, by name)
 )
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (one rank per GPU)"),
-]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (one rank per GPU)")
 
 
 def _on_gpu(args):
     return [a if a != "cpu" else "0" for a in args]
 
 
+def test_a_group_of_one_nccl_rank_trains_and_tests_as_one_plain_process(tiny):  # noqa: F811
+    group_of_one_matches_a_plain_process(tiny, "0", rtol=1e-4)
+
+
+@two_gpus
 def test_two_gpus_give_the_parameters_of_one_gpu_with_iter_size_2_and_the_same_detections(tiny):  # noqa: F811
     _one, two = _run([sys.executable, *_on_gpu(_train_args(tiny, "gpu_one", "TRAIN.SOLVER_ITER_SIZE", "2"))],
                      [*_torchrun(2), *_on_gpu(_train_args(tiny, "gpu_two"))])

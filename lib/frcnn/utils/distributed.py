@@ -6,7 +6,10 @@ its environment, ``RANK`` (0 .. ``WORLD_SIZE`` - 1 over all machines), ``WORLD_S
 ``LOCAL_RANK`` (its number on this machine: its GPU) and where the rendezvous store is
 (``MASTER_ADDR``, ``MASTER_PORT``). Without those variables, or with ``WORLD_SIZE`` 1, a
 process is a run of its own and every function here is the single-process one (no
-communication): the tools behave exactly as before.
+communication): the tools behave exactly as before. ``FRCNN_DIST_GROUP_OF_ONE=1`` makes a
+one-rank torchrun join a process group all the same, so that every distributed code path
+(sharding, collectives, the rank watch, rank 0's gathers) runs with one rank: how the NCCL
+path is checked on a machine with one GPU (two ranks cannot share a GPU under NCCL).
 
 :func:`start` joins the process group (NCCL on GPUs, gloo on the CPU) with a timeout on
 every collective (the config's ``DIST_TIMEOUT``) and starts the rank watch
@@ -33,6 +36,7 @@ from frcnn.errors import InputError, UserError
 
 #: the variables torchrun sets for each rank (all or none of the first three)
 ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
+ENV_GROUP_OF_ONE = "FRCNN_DIST_GROUP_OF_ONE"
 
 #: gradients are averaged in buckets of at most this many elements (one all-reduce each)
 BUCKET_ELEMENTS = 1 << 23
@@ -49,10 +53,12 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    #: a one-rank run that joins a process group anyway (``FRCNN_DIST_GROUP_OF_ONE``)
+    group_of_one: bool = False
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        return self.size > 1 or self.group_of_one
 
     @property
     def is_main(self) -> bool:
@@ -81,7 +87,8 @@ def world_from_environment() -> World:
     if size < 1 or not 0 <= rank < size or local < 0:
         raise InputError(f"environment: need WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE, LOCAL_RANK >= 0; got "
                          f"WORLD_SIZE={size}, RANK={rank}, LOCAL_RANK={local}")
-    return World(rank, size, local)
+    one = size == 1 and os.environ.get(ENV_GROUP_OF_ONE, "") == "1" and bool(os.environ.get("MASTER_ADDR"))
+    return World(rank, size, local, one)
 
 
 @dataclasses.dataclass
@@ -135,7 +142,7 @@ def start(timeout_s: float, use_cuda: bool) -> World:
     dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout,
                             **({"device_id": device} if use_cuda else {}))
     watch = RankWatch(store, rank, size, float(timeout_s), progress=collectives_done)
-    _GROUP = _Group(World(rank, size, world.local_rank), device, watch)
+    _GROUP = _Group(World(rank, size, world.local_rank, world.group_of_one), device, watch)
     watch.start()
     return _GROUP.world
 
