@@ -43,11 +43,16 @@ def _result(proc: subprocess.Popen) -> tuple[bool, int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_kept_memory_is_not_faulted_in_again():
-    procs = _churn(), _churn(FRCNN_KEEP_HOST_MEMORY="0")
-    (on, kept), (off, default) = (_result(p) for p in procs)
+    # The baseline is glibc with its mmap threshold fixed at its starting 128 KB: every 2 MB
+    # tensor is mapped and unmapped, and faulted in again each round. (glibc's own default raises
+    # the threshold after the first frees, and whether the freed heap top is then trimmed depends
+    # on what else sits above it: 5,000 faults a round on most runs, 61 on one CI run. So the
+    # default is no baseline; a user's MALLOC_* setting is left alone, which this also checks.)
+    procs = _churn(), _churn(MALLOC_MMAP_THRESHOLD_="131072")
+    (on, kept), (off, baseline) = (_result(p) for p in procs)
     assert on and not off
-    assert default > 8 * 1000  # glibc's defaults: the pages come back every round
-    assert kept < default / 10, (kept, default)
+    assert baseline > 8 * 1000  # the pages come back every round
+    assert kept < baseline / 10, (kept, baseline)
 
 
 def test_the_environment_decides_first(monkeypatch):
