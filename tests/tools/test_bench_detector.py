@@ -40,3 +40,22 @@ def test_bench_detector_rejects_bad_lists():
         tool.main(["--nets", "ResNet"])
     with pytest.raises(UserError, match="--size: expected HEIGHTxWIDTH"):
         tool.main(["--size", "600"])
+
+
+def test_the_implementations_take_turns_and_each_gets_its_own_median():
+    tool = load_tool("bench_detector.py")
+    s = tool.Settings(None, 1, 1, repeats=3, warmup=1, channels_last=False)
+    order = []
+
+    def runner(name, values):
+        it = iter(values)
+
+        def run():
+            order.append(name)
+            return {"ms": next(it)}
+
+        return run
+
+    out = tool.take_turns(s, {"ours": runner("ours", [99, 5, 1, 3]), "theirs": runner("theirs", [99, 7, 9, 8])})
+    assert order == ["ours", "theirs"] * 4  # the warm-up round, then one run of each per round
+    assert out == {"ours": {"ms": 3}, "theirs": {"ms": 8}}  # medians of the timed runs only
