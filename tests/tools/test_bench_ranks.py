@@ -3,6 +3,7 @@ the line ProgressLog prints (a changed format would make the benchmark fail, not
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -26,3 +27,18 @@ def test_bad_counts_are_refused(capsys):
     with pytest.raises(SystemExit) as e:
         bench.parse_args(["--ranks", "0"])
     assert e.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+
+
+def test_the_nets_train_on_the_toy_set_at_their_own_scale():
+    bench = load_tool("dev/bench_ranks.py")
+    small = bench.train_command("SMALL", "cpu", 20, "a")
+    vgg = bench.train_command("VGG16", "0", 20, "b")
+    assert "models/toy/SMALL/faster_rcnn_end2end/solver.prototxt" in small and "experiments/cfgs/toy.yml" in small
+    assert "models/pascal_voc/VGG16/faster_rcnn_end2end/solver.prototxt" in vgg
+    assert "experiments/cfgs/toy.yml" not in vgg  # upstream's scale, not the toy's 320
+    assert vgg[vgg.index("TRAIN.SCALES") + 1] == "[600]" and vgg[vgg.index("TRAIN.MAX_SIZE") + 1] == "1000"
+    for cmd in (small, vgg):
+        assert "--from_scratch" in cmd and cmd[cmd.index("--imdb") + 1] == "toy_trainval"
+        assert cmd[cmd.index("--iters") + 1] == "20"
+    for net in bench.NETS:  # every solver the tool names exists
+        assert os.path.isfile(os.path.join(bench.ROOT, bench.NETS[net][0])), net

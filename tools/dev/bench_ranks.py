@@ -2,12 +2,17 @@
 """Toy training throughput (images per second) on 1 and more data-parallel ranks.
 
 usage: python tools/dev/bench_ranks.py [--iters 200] [--ranks 1 2] [--threads 1] [--gpu cpu]
+           [--net SMALL|ZF|VGG16]
 
-Trains the toy quick start's net and settings (models/toy/SMALL/faster_rcnn_end2end, from
-scratch, ``faster_rcnn_end2end.yml`` then ``toy.yml``) for ``--iters`` iterations, once per rank
-count, one run after the other: 1 rank as a plain process, R > 1 ranks under torchrun
-(``python -m torch.distributed.run --standalone``; gloo on the CPU, NCCL with ``--gpu 0``, one
-rank per GPU). Every rank uses ``--threads`` torch threads (OMP_NUM_THREADS). The peer row is one
+Trains on the toy set, from scratch, for ``--iters`` iterations, once per rank count, one run
+after the other. ``--net SMALL`` (default): the toy quick start's net and settings
+(models/toy/SMALL/faster_rcnn_end2end, ``faster_rcnn_end2end.yml`` then ``toy.yml``, scale 320).
+``--net ZF`` / ``VGG16``: the PASCAL VOC end2end nets (models/pascal_voc/<NET>/faster_rcnn_end2end,
+adapted by train_net to the toy's 6 classes) with ``faster_rcnn_end2end.yml`` at upstream's scale
+(600, at most 1000: the toy images become 600 x 750), the iteration a VOC image costs: VGG16
+end2end's images per second on 1, 2, ... GPUs is ``--net VGG16 --gpu 0 --ranks 1 2 ...``.
+1 rank runs as a plain process, R > 1 ranks under torchrun (``python -m torch.distributed.run
+--standalone``; gloo on the CPU, NCCL with ``--gpu 0``, one rank per GPU). Every rank uses ``--threads`` torch threads (OMP_NUM_THREADS). The peer row is one
 process with as many threads as the largest rank count times ``--threads`` (the same cores used
 by one process instead of several): what a user without torchrun gets from the machine.
 
@@ -31,8 +36,13 @@ from typing import Any
 from frcnn.cli import run_tool, tool_parser
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SOLVER = "models/toy/SMALL/faster_rcnn_end2end/solver.prototxt"
-CFGS = ("experiments/cfgs/faster_rcnn_end2end.yml", "experiments/cfgs/toy.yml")
+END2END_CFG = "experiments/cfgs/faster_rcnn_end2end.yml"
+#: net -> (solver, configs, --set pairs)
+NETS = {
+    "SMALL": ("models/toy/SMALL/faster_rcnn_end2end/solver.prototxt", (END2END_CFG, "experiments/cfgs/toy.yml"), ()),
+    **{net: (f"models/pascal_voc/{net}/faster_rcnn_end2end/solver.prototxt", (END2END_CFG,),
+             ("TRAIN.SCALES", "[600]", "TRAIN.MAX_SIZE", "1000")) for net in ("ZF", "VGG16")},
+}
 LINE = re.compile(r"^Iteration (\d+)/(\d+), loss = .*; ([0-9.]+) iter/s, ([0-9.]+)s / iter", re.MULTILINE)
 
 
@@ -42,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> Any:
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts to run (default 1 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank (default 1)")
     p.add_argument("--gpu", default="cpu", help="'cpu' (gloo ranks) or a GPU number (NCCL, rank r on GPU r)")
+    p.add_argument("--net", choices=sorted(NETS), default="SMALL",
+                   help="SMALL (the toy quick start's, default), or ZF / VGG16 at scale 600")
     p.add_argument("--no_peer", "--no-peer", action="store_true", help="skip the one-process peer row")
     args = p.parse_args(argv)
     if args.iters < 1 or args.threads < 1 or min(args.ranks) < 1:
@@ -49,15 +61,22 @@ def parse_args(argv: list[str] | None = None) -> Any:
     return args
 
 
-def run_once(ranks: int, threads: int, iters: int, gpu: str, name: str) -> dict[str, float]:
+def train_command(net: str, gpu: str, iters: int, name: str) -> list[str]:
+    """The train_net.py command of one run (without the launcher)."""
+    solver, cfgs, sets = NETS[net]
+    cmd = [os.path.join(ROOT, "tools", "train_net.py"), "--gpu", gpu, "--solver", solver, "--from_scratch",
+           "--imdb", "toy_trainval", "--iters", str(iters), "--fresh"]
+    for c in cfgs:
+        cmd += ["--cfg", c]
+    return cmd + ["--set", "EXP_DIR", os.path.join("bench_ranks", name), "TRAIN.SNAPSHOT_ITERS", str(10 * iters),
+                  *sets]
+
+
+def run_once(ranks: int, threads: int, iters: int, gpu: str, name: str, net: str = "SMALL") -> dict[str, float]:
     """One training run; its loop's seconds per iteration and the wall clock of the command."""
     out = os.path.join(ROOT, "output", "bench_ranks", name)
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [os.path.join(ROOT, "tools", "train_net.py"), "--gpu", gpu, "--solver", SOLVER, "--from_scratch",
-           "--imdb", "toy_trainval", "--iters", str(iters), "--fresh"]
-    for c in CFGS:
-        cmd += ["--cfg", c]
-    cmd += ["--set", "EXP_DIR", os.path.join("bench_ranks", name), "TRAIN.SNAPSHOT_ITERS", str(10 * iters)]
+    cmd = train_command(net, gpu, iters, name)
     launcher = [sys.executable] if ranks == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
@@ -80,13 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("bench_ranks: no toy set: run python tools/make_toy_dataset.py first")
     rows = []
     for n in args.ranks:
-        res = run_once(n, args.threads, args.iters, args.gpu, f"ranks{n}")
+        res = run_once(n, args.threads, args.iters, args.gpu, f"ranks{n}", args.net)
         rows.append((f"{n} rank{'s' if n > 1 else ''} x {args.threads} thread{'s' if args.threads > 1 else ''}", n, res))
     if not args.no_peer and args.gpu == "cpu" and max(args.ranks) > 1:
         t = max(args.ranks) * args.threads
-        rows.append((f"peer: 1 process x {t} threads", 1, run_once(1, t, args.iters, args.gpu, f"peer{t}")))
+        rows.append((f"peer: 1 process x {t} threads", 1, run_once(1, t, args.iters, args.gpu, f"peer{t}", args.net)))
     base = rows[0][1] / rows[0][2]["s_per_iter"]
-    print(f"\nToy training throughput, {args.iters} iterations per run, device {args.gpu}")
+    print(f"\nTraining throughput on the toy images, net {args.net}, {args.iters} iterations per run, "
+          f"device {args.gpu}")
     print("| run | s / iteration | images / iteration | images / s | vs first row | wall clock (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, n, res in rows:
