@@ -117,7 +117,9 @@ namespace {
 // NaN or -inf keeps the lowest value and argmax -1). ``isgreater`` is ">" without the FP
 // exception on NaN, which lets the compiler turn the loop over channels into vector compares and
 // selects (SSE2 in the default build; an AVX2 copy is chosen at run time where the CPU has it).
-// The two copies compute the same comparisons in the same order: identical results.
+// The two copies compute the same comparisons in the same order: identical results. The body
+// is a macro, not an always_inline template called by both: inlined, GCC vectorised it worse
+// (ZF-sized case, 256 x 38 x 63, 300 RoIs: 9.0 ms against 6.7 ms, the portable copy 12.3 / 7.4).
 #define FRCNN_WINDOW_MAX_BODY                                                        \
   for (int64_t c = 0; c < n; ++c) {                                                 \
     best[c] = std::numeric_limits<T>::lowest();                                     \

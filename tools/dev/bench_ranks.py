@@ -12,9 +12,10 @@ adapted by train_net to the toy's 6 classes) with ``faster_rcnn_end2end.yml`` at
 (600, at most 1000: the toy images become 600 x 750), the iteration a VOC image costs: VGG16
 end2end's images per second on 1, 2, ... GPUs is ``--net VGG16 --gpu 0 --ranks 1 2 ...``.
 1 rank runs as a plain process, R > 1 ranks under torchrun (``python -m torch.distributed.run
---standalone``; gloo on the CPU, NCCL with ``--gpu 0``, one rank per GPU). Every rank uses ``--threads`` torch threads (OMP_NUM_THREADS). The peer row is one
-process with as many threads as the largest rank count times ``--threads`` (the same cores used
-by one process instead of several): what a user without torchrun gets from the machine.
+--standalone``; gloo on the CPU, NCCL with ``--gpu 0``, one rank per GPU). Every rank uses
+``--threads`` torch threads (OMP_NUM_THREADS). The peer row is one process with as many threads
+as the largest rank count times ``--threads`` (the same cores used by one process instead of
+several): what a user without torchrun gets from the machine.
 
 Each rank trains one image per iteration (TRAIN.IMS_PER_BATCH 1), so an iteration of R ranks is
 R images; the seconds per iteration are the training loop's own average (the last progress

@@ -21,6 +21,7 @@ from frcnn.config import get_default_config
 
 from .blob import Blob, ParamBlob
 from .layers import Layer, layer_class
+from .layers.activation import ReLU
 from .layers.base import MAX_BLOB_COUNT, prod
 from .layers.data import Input
 from .layers.linear import Convolution
@@ -80,7 +81,7 @@ _FRESH_TOPS = frozenset({"Convolution", "Deconvolution", "InnerProduct", "BatchN
                          "ROIPooling", "Concat"})
 
 
-def _in_place_relus(lps: list[Message]) -> list[bool]:
+def _in_place_relus(layers: list[Layer]) -> list[bool]:
     """Per layer: whether it is a ReLU (slope 0) written in place (top == bottom) whose bottom
     comes straight from a ``_FRESH_TOPS`` layer with no other layer reading it in between. Such
     a ReLU may overwrite its bottom: every later reader sees the name's new (ReLU) values, as in
@@ -88,15 +89,14 @@ def _in_place_relus(lps: list[Message]) -> list[bool]:
     made_by: dict[str, str] = {}
     reads: dict[str, int] = {}  # blob -> layers that read it since it was last written
     out = []
-    for lp in lps:
-        kind, bottoms, tops = lp.get_str("type"), lp.get_strs("bottom"), lp.get_strs("top")
-        out.append(kind == "ReLU" and len(bottoms) == 1 and tops == bottoms
-                   and lp.get_msg("relu_param").get_float("negative_slope", 0.0) == 0.0
-                   and made_by.get(bottoms[0]) in _FRESH_TOPS and reads.get(bottoms[0]) == 0)
+    for layer in layers:
+        bottoms = layer.bottoms
+        out.append(isinstance(layer, ReLU) and layer.negative_slope == 0.0 and len(bottoms) == 1
+                   and layer.tops == bottoms and made_by.get(bottoms[0]) in _FRESH_TOPS and reads.get(bottoms[0]) == 0)
         for b in bottoms:
             reads[b] = reads.get(b, 0) + 1
-        for t in tops:
-            made_by[t], reads[t] = kind, 0
+        for t in layer.tops:
+            made_by[t], reads[t] = layer.type_name, 0
     return out
 
 
@@ -191,7 +191,7 @@ class Net(torch.nn.Module):
             self._share(layer, shared)
             self.layer_list.append(layer)
         self.outputs: list[str] = sorted(available)
-        self._overwrite = _in_place_relus(lps)
+        self._overwrite = _in_place_relus(list(self.layer_list))
 
     def _loss_setup(self, index: int, layer: Layer, lp: Message) -> None:
         weights = lp.get_floats("loss_weight")

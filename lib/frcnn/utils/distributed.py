@@ -142,7 +142,7 @@ def start(timeout_s: float, use_cuda: bool) -> World:
     dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout,
                             **({"device_id": device} if use_cuda else {}))
     watch = RankWatch(store, rank, size, float(timeout_s), progress=collectives_done)
-    _GROUP = _Group(World(rank, size, world.local_rank, world.group_of_one), device, watch)
+    _GROUP = _Group(dataclasses.replace(world, rank=rank, size=size), device, watch)
     watch.start()
     return _GROUP.world
 
