@@ -28,6 +28,23 @@ def test_world_from_environment(monkeypatch):
         world_from_environment()
 
 
+def test_a_group_of_one_needs_the_flag_and_torchrun(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "FRCNN_DIST_GROUP_OF_ONE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("FRCNN_DIST_GROUP_OF_ONE", "1")
+    assert not world_from_environment().distributed  # no rendezvous (not under torchrun): a plain process
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    w = world_from_environment()
+    assert w.group_of_one and w.distributed and (w.rank, w.size) == (0, 1)
+    monkeypatch.setenv("FRCNN_DIST_GROUP_OF_ONE", "0")
+    assert not world_from_environment().distributed
+    monkeypatch.setenv("FRCNN_DIST_GROUP_OF_ONE", "yes")
+    with pytest.raises(InputError, match="FRCNN_DIST_GROUP_OF_ONE: expected 1 .* got 'yes'"):
+        world_from_environment()
+
+
 @pytest.mark.parametrize("n, size", [(0, 2), (1, 3), (10, 3), (7, 7), (5, 8)])
 def test_shards_cover_every_item_once(n, size):
     parts = [list(distributed.shard(n, World(r, size))) for r in range(size)]

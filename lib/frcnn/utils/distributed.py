@@ -87,7 +87,11 @@ def world_from_environment() -> World:
     if size < 1 or not 0 <= rank < size or local < 0:
         raise InputError(f"environment: need WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE, LOCAL_RANK >= 0; got "
                          f"WORLD_SIZE={size}, RANK={rank}, LOCAL_RANK={local}")
-    one = size == 1 and os.environ.get(ENV_GROUP_OF_ONE, "") == "1" and bool(os.environ.get("MASTER_ADDR"))
+    flag = os.environ.get(ENV_GROUP_OF_ONE, "").strip()
+    if flag not in ("", "0", "1"):
+        raise InputError(f"environment variable {ENV_GROUP_OF_ONE}: expected 1 (a one-rank torchrun joins a process "
+                         f"group) or 0, got {flag!r}")
+    one = size == 1 and flag == "1" and bool(os.environ.get("MASTER_ADDR"))
     return World(rank, size, local, one)
 
 
