@@ -62,7 +62,8 @@ def get_extensions():
         define_macros.append(("WITH_CUDA", None))
         extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr"]
     # the headers: a header edit rebuilds the extension (build_ext compares them with the .so too)
-    headers = sorted(glob.glob(os.path.join("csrc", "*.h")) + glob.glob(os.path.join("csrc", "*", "*.h")))
+    headers = sorted(glob.glob(os.path.join("csrc", "*.h")) + glob.glob(os.path.join("csrc", "*", "*.h"))
+                     + glob.glob(os.path.join("csrc", "*", "*.cuh")))
     exts.append(
         ext_cls(
             "frcnn._C",
