@@ -138,6 +138,10 @@ def test_nms_on_proposal_sized_inputs_under_several_schedules(emu):
     for seed in (1, 2):
         keep, info = emu_nms(emu, dets, 0.7, seed=seed)
         assert keep == expected and info[1] == 0
+    # the proposal layer's training size (RPN_PRE_NMS_TOP_N 12000): 188 words, 17,766 tiles
+    dets = proposal_dets(np.random.default_rng(12), 12000, np.float32)
+    keep, info = emu_nms(emu, dets, 0.7, seed=3)
+    assert keep == cpu_nms(dets, 0.7) and info[1] == 0
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
