@@ -84,7 +84,6 @@ enum class Shuffle { kIndex, kUp };
 struct Thread {
   ucontext_t ctx;
   uint3 idx;
-  unsigned linear = 0;
   Wait wait = Wait::kRunning;
   int site = 0;  // source line of the barrier / shuffle it waits at
   Shuffle kind = Shuffle::kIndex;
@@ -233,7 +232,6 @@ inline void run_block(const dim3& block, std::function<void()> body) {
   b.threads.resize(n);
   for (size_t i = 0; i < n; ++i) {
     Thread& t = b.threads[i];
-    t.linear = static_cast<unsigned>(i);
     t.idx.x = static_cast<unsigned>(i % block.x);
     t.idx.y = static_cast<unsigned>((i / block.x) % block.y);
     t.idx.z = static_cast<unsigned>(i / (static_cast<size_t>(block.x) * block.y));
