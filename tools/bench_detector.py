@@ -450,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     if torchvision is None and not args.no_torchvision:
         print("bench_detector: torchvision is not importable here: its rows are left out")
     if on_gpu:
+        if device.index is None:  # "cuda": the current device (set_device needs an index)
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     s = Settings(device, height, width, repeats, warmup, args.channels_last)
     meta = {

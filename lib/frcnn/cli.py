@@ -214,6 +214,12 @@ def config_from_args(args: argparse.Namespace, show: bool = True, echo: bool = F
     cfg.GPU_ID = gpu
     if gpu < 0:
         cfg.USE_GPU_NMS = False
+    else:
+        import torch
+
+        # the current device, as upstream's caffe.set_device(gpu_id): what is made without an
+        # explicit device (CUDA graphs' capture stream, events, torch.cuda.* defaults) goes there
+        torch.cuda.set_device(gpu)
     if show:
         print("Using config:")
         pprint.pprint(dict(cfg))

@@ -148,21 +148,27 @@ def no_cuda(monkeypatch):
 
 
 def cuda_devices(monkeypatch, n):
+    """Pretend to have n CUDA devices; returns the list of the devices set_device was given."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+    current = []
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    return current
 
 
 def test_asking_for_a_gpu_that_is_not_there_is_an_error(monkeypatch):
     no_cuda(monkeypatch)
     with pytest.raises(UserError, match=r"GPU 0 asked for, but this torch sees no CUDA device.*'cpu' runs on the CPU"):
         cli.config_from_args(device_args(gpu_id=0), show=False)
-    cuda_devices(monkeypatch, 2)
+    current = cuda_devices(monkeypatch, 2)
     with pytest.raises(UserError, match=r"GPU 2 asked for, but this machine has 2 CUDA device\(s\) \(0\.\.1\)"):
         cli.config_from_args(device_args(gpu_id=2), show=False)
     with pytest.raises(UserError, match="GPU 5"):
         cli.config_from_args(device_args(set_cfgs=["GPU_ID", "5"]), show=False)
+    assert current == []
     cfg = cli.config_from_args(device_args(gpu_id=1), show=False)
     assert cfg.GPU_ID == 1 and cfg.USE_GPU_NMS is True
+    assert current == [1]  # the chosen GPU is made the current device (upstream's caffe.set_device)
 
 
 def test_cpu_is_chosen_with_cpu_and_is_the_default_without_cuda(monkeypatch, capsys):

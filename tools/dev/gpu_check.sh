@@ -6,14 +6,15 @@
 # usage: tools/dev/gpu_check.sh            (from anywhere; it works in the repository root)
 # env:   PYTHON     interpreter with torch (CUDA build), Cython, numpy, opencv, pytest (default python3);
 #                   torchvision is optional (the benchmarks' comparison rows)
-#        WHEELS     a folder of wheels for what that interpreter lacks: easydict (required),
-#                   pycocotools (optional: the COCO tests skip without it) and ninja (optional: a
-#                   parallel build; without it the compile is serial and may not fit the build's
-#                   limit), installed with `pip install --no-index --find-links "$WHEELS"` (no
-#                   network needed). Make it on a machine with one:
-#                   `pip download easydict pycocotools ninja -d wheels/`
+#        WHEELS     a folder of wheels for what that interpreter lacks: easydict and pyyaml
+#                   (required), cython (required to build), pycocotools (optional: the COCO tests
+#                   skip without it) and ninja (optional: a parallel build; without it the compile
+#                   is serial and gets a longer limit, taken from the benchmarks), installed with
+#                   `pip install --no-index --find-links "$WHEELS"` (no network needed). Make it on
+#                   a machine with one: `pip download easydict pyyaml cython pycocotools ninja -d wheels/`
 #        CUDA_HOME  the CUDA toolkit (found from nvcc when unset)
-#        LOG_DIR    where the logs go (default output/gpu_check)
+#        LOG_DIR    where the logs go (default $OUT/gpu_check when $OUT is set, as on a lent
+#                   device machine, whose $OUT comes back; else output/gpu_check)
 #        MAX_JOBS   parallel compile jobs (default 16); TORCH_CUDA_ARCH_LIST (default 9.0, H100/H200)
 #        GPU_CHECK_DRY_RUN=1   the same steps on the CPU (a build without --force or CUDA, the CUDA
 #                   tests collected and skipped, both benchmarks tiny on the CPU): checks this
@@ -21,15 +22,15 @@
 #        GPU_CHECK_BUDGET_S    the whole run's limit in seconds (default 470); every step's own limit
 #                   is cut to what is left of it, so the command ends in time even when steps are slow
 #
-# Step limits (seconds): environment 20, wheels 30, build 130 (serial without ninja), CUDA tests 150
-# (with the NCCL group-of-one train and test runs), op benchmark 30, detector benchmark 110: 470 in
-# all, under 8 minutes. Exits non-zero when a step failed.
+# Step limits (seconds): environment 20, wheels 30, build 130 (230 without ninja: serial), CUDA
+# tests 150 (with the NCCL group-of-one train and test runs), op benchmark 30, detector benchmark
+# 110: 470 in all, under 8 minutes. Exits non-zero when a step failed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
-LOG_DIR="${LOG_DIR:-output/gpu_check}"
+if [ -n "${OUT:-}" ]; then LOG_DIR="${LOG_DIR:-$OUT/gpu_check}"; else LOG_DIR="${LOG_DIR:-output/gpu_check}"; fi
 DRY="${GPU_CHECK_DRY_RUN:-0}"
 BUDGET="${GPU_CHECK_BUDGET_S:-470}"
 mkdir -p "$LOG_DIR"
@@ -99,37 +100,64 @@ assert torch.cuda.is_available(), 'gpu_check: torch sees no CUDA device'
 print(f'gpu_check: device {torch.cuda.get_device_name(0)}')"; then
     exit 1
   fi
+  # torch's build refuses an nvcc whose CUDA major version differs from torch's
+  NVCC_VERSION="$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9][0-9]*\)\..*/\1/p' | head -n 1 || true)"
+  TORCH_CUDA="$("$PY" -c 'import torch; print((torch.version.cuda or "").split(".")[0])' || true)"
+  note "nvcc CUDA ${NVCC_VERSION:-<no nvcc on PATH>}, torch CUDA $TORCH_CUDA"
+  if [ -n "$NVCC_VERSION" ] && [ "$NVCC_VERSION" != "$TORCH_CUDA" ]; then
+    note "nvcc's CUDA major version differs from torch's: set CUDA_HOME to a matching toolkit"
+  fi
 fi
 
 missing=()
-for pkg in easydict pycocotools; do
-  "$PY" -c "import $pkg" 2>/dev/null || missing+=("$pkg")
+for pkg in easydict yaml Cython pycocotools; do
+  if ! "$PY" -c "import $pkg" 2>/dev/null; then
+    case "$pkg" in yaml) missing+=(pyyaml) ;; Cython) missing+=(cython) ;; *) missing+=("$pkg") ;; esac
+  fi
 done
 # ninja compiles the sources in parallel (MAX_JOBS); without it the build takes minutes longer
 command -v ninja >/dev/null 2>&1 || missing+=(ninja)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ -n "${WHEELS:-}" ]; then
     # one package at a time: an optional one missing from the folder must not stop the others
+    # an externally managed system Python (PEP 668) refuses a plain install: then --user, then
+    # --break-system-packages (nothing of the system's is replaced: these are missing packages)
     step wheels 30 bash -c 'py="$1" wheels="$2"; shift 2; for p in "$@"; do
-      "$py" -m pip install -q --no-index --find-links "$wheels" "$p" || echo "gpu_check: could not install $p from $wheels"
+      "$py" -m pip install -q --no-index --find-links "$wheels" "$p" 2>/dev/null ||
+        "$py" -m pip install -q --user --no-index --find-links "$wheels" "$p" 2>/dev/null ||
+        "$py" -m pip install -q --break-system-packages --no-index --find-links "$wheels" "$p" ||
+        echo "gpu_check: could not install $p from $wheels"
     done' _ "$PY" "$WHEELS" "${missing[@]}" || true
   else
     note "not installed: ${missing[*]} (set WHEELS to a folder of wheels)"
     row wheels "skip" 0
   fi
 fi
-if ! "$PY" -c "import easydict" 2>/dev/null; then
-  note "easydict is required (frcnn.config): install it or set WHEELS"
-  exit 1
+# where pip put the ninja script (the interpreter's scripts folder, or ~/.local/bin for --user)
+# is not always on PATH; torch's build looks for ninja there
+for dir in "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)" \
+           "$("$PY" -c 'import site; print(site.getuserbase())' 2>/dev/null)/bin"; do
+  if [ -n "$dir" ] && [ -x "$dir/ninja" ]; then export PATH="$dir:$PATH"; fi
+done
+for pkg in easydict yaml Cython; do
+  if ! "$PY" -c "import $pkg" 2>/dev/null; then
+    note "$pkg is required (easydict: frcnn.config; yaml: the Python layers; Cython: the build): install it or set WHEELS"
+    exit 1
+  fi
+done
+BUILD_LIMIT=130
+if ! command -v ninja >/dev/null 2>&1; then
+  BUILD_LIMIT=230
+  note "ninja not found: the build compiles one file at a time (limit ${BUILD_LIMIT} s, taken from the benchmarks)"
 fi
-command -v ninja >/dev/null 2>&1 || note "ninja not found: the build compiles one file at a time"
 
 if [ -z "${CUDA_HOME:-}" ] && [ "$DRY" != "1" ]; then  # the toolkit folder holding libcudart (nvcc may be a wrapper)
   NVCC_BIN="$(command -v nvcc || true)"
   for cand in "$(dirname "$(dirname "$(readlink -f "${NVCC_BIN:-/nonexistent}")")")" \
               "$(sed -n 's|^exec \(.*\)/bin/nvcc.*|\1|p' "${NVCC_BIN:-/dev/null}" 2>/dev/null | head -n 1)" \
               /usr/local/cuda /usr/local/cuda-*; do
-    if [ -n "$cand" ] && [ -x "$cand/bin/nvcc" ] && ls "$cand"/lib64/libcudart.so* "$cand"/targets/*/lib/libcudart.so* >/dev/null 2>&1; then
+    if [ -n "$cand" ] && [ -x "$cand/bin/nvcc" ] &&
+       { ls "$cand"/lib64/libcudart.so* || ls "$cand"/targets/*/lib/libcudart.so*; } >/dev/null 2>&1; then
       export CUDA_HOME="$cand"
       break
     fi
@@ -147,7 +175,7 @@ else
   export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" FORCE_CUDA=1
   BUILD=("$PY" setup.py build_ext --inplace --force)
 fi
-if ! step build 130 "${BUILD[@]}"; then
+if ! step build "$BUILD_LIMIT" "${BUILD[@]}"; then
   note "build failed; see $LOG_DIR/build.log"
   exit 1
 fi

@@ -107,7 +107,9 @@ class GraphedNet:
                 self._run_captured()
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.no_grad():
+        # the capture stream on the net's device: torch.cuda.graph's default one is made on the
+        # current device, and work on another device would not be captured (an empty graph)
+        with torch.cuda.graph(graph, stream=torch.cuda.Stream(device)), torch.no_grad():
             self._run_captured()
         self._graph = graph  # keeps the graph (and its memory pool) alive
         return graph.replay

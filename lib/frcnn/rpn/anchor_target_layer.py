@@ -274,7 +274,7 @@ class AnchorTargetLayer(PositionedLayer, AnchorLayer):
         host = torch.empty(flag.shape, dtype=flag.dtype, pin_memory=True)
         host.copy_(flag, non_blocking=True)
         event = torch.cuda.Event()
-        event.record()
+        event.record(torch.cuda.current_stream(flag.device))  # the copy's stream, not device 0's
         self._pending_flag = (host, event, where)
 
     def _report_pending_flag(self) -> None:
