@@ -412,6 +412,25 @@ def parse_list(text: str, known: tuple[str, ...], flag: str) -> list[str]:
     return items
 
 
+def resolve_device(text: str) -> torch.device:
+    """--device: cpu, or cuda[:i] with its index filled in ("cuda" is the current device), since
+    torch.cuda.set_device refuses a device without one."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"--device: expected cpu or cuda[:i], got {text!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device: expected cpu or cuda[:i], got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {text}: no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = tool_parser(__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -430,11 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="where to write the rows (default output/bench_detector/)")
     args = parser.parse_args(argv)
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device: expected cpu or cuda[:i], got {args.device!r}")
+    device = resolve_device(args.device)
     on_gpu = device.type == "cuda"
     nets = parse_list(args.nets, NETS, "--nets")
     modes = parse_list(args.modes or ("fp32,tf32,bf16" if on_gpu else "fp32,bf16"), MODES, "--modes")
@@ -450,8 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     if torchvision is None and not args.no_torchvision:
         print("bench_detector: torchvision is not importable here: its rows are left out")
     if on_gpu:
-        if device.index is None:  # "cuda": the current device (set_device needs an index)
-            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     s = Settings(device, height, width, repeats, warmup, args.channels_last)
     meta = {

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from tests.tools.helpers import load_tool
 
@@ -59,3 +60,23 @@ def test_the_implementations_take_turns_and_each_gets_its_own_median():
     out = tool.take_turns(s, {"ours": runner("ours", [99, 5, 1, 3]), "theirs": runner("theirs", [99, 7, 9, 8])})
     assert order == ["ours", "theirs"] * 4  # the warm-up round, then one run of each per round
     assert out == {"ours": {"ms": 3}, "theirs": {"ms": 8}}  # medians of the timed runs only
+
+
+def test_device_gets_an_index_for_set_device(monkeypatch):
+    # torch.cuda.set_device(torch.device("cuda")) raises (no index): "--device cuda" must become
+    # the current device's "cuda:N" before main() calls it
+    tool = load_tool("bench_detector.py")
+    assert tool.resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(tool.UserError, match="no CUDA device"):
+        tool.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert tool.resolve_device("cuda") == torch.device("cuda", 1)
+    assert tool.resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(tool.UserError, match="2 CUDA device"):
+        tool.resolve_device("cuda:2")
+    for bad in ("tpu", "gpu0"):
+        with pytest.raises(tool.UserError, match="expected cpu or cuda"):
+            tool.resolve_device(bad)
