@@ -73,7 +73,12 @@ def _run(*cmds, timeout=150, env=None):
              for c in cmds]
     out = []
     for p in procs:
-        stdout, stderr = p.communicate(timeout=timeout)
+        try:
+            stdout, stderr = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:  # a hang: stop them all rather than leave them running
+            for q in procs:
+                q.kill()
+            raise
         assert p.returncode == 0, (stdout[-3000:], stderr[-3000:])
         out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
     return out if len(out) > 1 else out[0]
