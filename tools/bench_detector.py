@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from frcnn.cli import add_flag, run_tool, tool_parser
+from frcnn.cli import add_flag, check_gpu, run_tool, tool_parser
 from frcnn.errors import UserError
 
 try:  # optional: only for the comparison rows
@@ -422,12 +422,12 @@ def resolve_device(text: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"--device: expected cpu or cuda[:i], got {text!r}")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {text}: no CUDA device is available")
+        try:  # the tools' own check: CUDA there, the index one of the machine's devices
+            check_gpu(0 if device.index is None else device.index)
+        except UserError as e:
+            raise UserError(f"--device {text}: {e}") from None
         if device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
-        if device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

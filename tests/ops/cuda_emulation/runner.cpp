@@ -326,35 +326,33 @@ __global__ void off_by_one_kernel(float* out, int64_t n) {
   }
 }
 
+// one planted-bug kernel on an output of n elements (T), written back as "out"
+template <typename T, typename Kernel, typename... Extra>
+void run_planted(unsigned blocks, unsigned threads, size_t n, emu::Fill fill, Kernel kernel,
+                 Extra... extra) {
+  emu::Buffer<T> out(n, fill);
+  emu::launch(dim3(blocks), dim3(threads), 0, kernel, out.get(), extra...);
+  write_output("out", out.get(), n);
+}
+
 void run_selftest(const std::string& op, const Params& p) {
   const unsigned threads = static_cast<unsigned>(p.i("threads"));
   const unsigned blocks = static_cast<unsigned>(p.i("blocks"));
   const size_t n = static_cast<size_t>(threads) * blocks;
+  const emu::Fill zero = emu::Fill::kZero;
   if (op == "selftest_missing_barrier") {
-    emu::Buffer<int> out(n);
-    emu::launch(dim3(blocks), dim3(threads), 0, missing_barrier_kernel, out.get());
-    write_output("out", out.get(), n);
+    run_planted<int>(blocks, threads, n, emu::Fill::kGarbage, missing_barrier_kernel);
   } else if (op == "selftest_divergent_barrier") {
-    emu::Buffer<int> out(n, emu::Fill::kZero);
-    emu::launch(dim3(blocks), dim3(threads), 0, divergent_barrier_kernel, out.get());
-    write_output("out", out.get(), n);
+    run_planted<int>(blocks, threads, n, zero, divergent_barrier_kernel);
   } else if (op == "selftest_split_barrier") {
-    emu::Buffer<int> out(n, emu::Fill::kZero);
-    emu::launch(dim3(blocks), dim3(threads), 0, split_barrier_kernel, out.get());
-    write_output("out", out.get(), n);
+    run_planted<int>(blocks, threads, n, zero, split_barrier_kernel);
   } else if (op == "selftest_partial_shuffle") {
-    emu::Buffer<int> out(n, emu::Fill::kZero);
-    emu::launch(dim3(blocks), dim3(threads), 0, partial_shuffle_kernel, out.get());
-    write_output("out", out.get(), n);
+    run_planted<int>(blocks, threads, n, zero, partial_shuffle_kernel);
   } else if (op == "selftest_shuffle_up") {
-    emu::Buffer<int64_t> out(n, emu::Fill::kZero);
-    emu::launch(dim3(blocks), dim3(threads), 0, shuffle_up_kernel, out.get());
-    write_output("out", out.get(), n);
+    run_planted<int64_t>(blocks, threads, n, zero, shuffle_up_kernel);
   } else if (op == "selftest_off_by_one") {
     const int64_t len = p.i("len");
-    emu::Buffer<float> out(static_cast<size_t>(len), emu::Fill::kZero);
-    emu::launch(dim3(blocks), dim3(threads), 0, off_by_one_kernel, out.get(), len);
-    write_output("out", out.get(), static_cast<size_t>(len));
+    run_planted<float>(blocks, threads, static_cast<size_t>(len), zero, off_by_one_kernel, len);
   } else {
     throw std::runtime_error("unknown op " + op);
   }
