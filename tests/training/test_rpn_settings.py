@@ -20,7 +20,11 @@ from tests.training.tiny_setup import make_tiny_voc, tiny_config, write_tiny_net
 #: the losses of 5 iterations of the code before several-images support (commit dde71ed), at
 #: IMS_PER_BATCH 1 with RPN_BATCHSIZE and BATCH_SIZE so large that no sampling cap bites (the
 #: random draws then choose nothing) and the proposal target rows in index order; one thread.
-#: Written by running that code; float.hex, so the comparison is bit for bit.
+#: Written by running that code with torch 2.13.0+cpu (the README's pin) on the development
+#: machine; float.hex, so the comparison is bit for bit there. Another torch build sums some
+#: reductions in another order (torch 2.11.0+cu130 on the CPU: 2 float32 ulps at iteration 4),
+#: so elsewhere the losses are held to float32 rounding instead.
+BEFORE_TORCH = "2.13.0+cpu"
 BEFORE = json.loads("""[
  {"loss_bbox": "0x1.ea63a20000000p-3", "loss_cls": "0x1.0867060000000p+0",
   "rpn_cls_loss": "0x1.62c95c0000000p-1", "rpn_loss_bbox": "0x1.49d7e20000000p-8"},
@@ -73,7 +77,13 @@ def losses(sw, iters):
 def test_one_image_per_batch_gives_the_losses_of_before_bit_for_bit(tmp_path, one_thread):
     cfg, nets = setup(tmp_path, ["TRAIN.RPN_BATCHSIZE", "1000000", "TRAIN.BATCH_SIZE", "1000000"])
     got = [{k: float(v).hex() for k, v in sorted(d.items())} for d in losses(wrapper(cfg, nets["solver"]), 5)]
-    assert got == BEFORE
+    if torch.__version__ == BEFORE_TORCH:
+        assert got == BEFORE
+    else:
+        assert [d.keys() for d in got] == [d.keys() for d in BEFORE]
+        for g, b in zip(got, BEFORE):
+            for key in b:
+                assert float.fromhex(g[key]) == pytest.approx(float.fromhex(b[key]), rel=1e-5), (key, g, b)
 
 
 def test_two_images_per_batch_train_the_tiny_set_with_falling_loss(tmp_path):

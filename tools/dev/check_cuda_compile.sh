@@ -9,6 +9,11 @@
 # The CPU torch wheel lacks c10/cuda/impl/cuda_cmake_macros.h; a one-line shim for it is made
 # in a temporary folder. The .cu files may include only <ATen/ATen.h> and c10/cuda/* headers
 # (ATen/cuda/CUDAContext.h pulls cuBLAS/cuSPARSE headers that are not installed here).
+#
+# ptxas's resource report is printed per kernel (registers, spills, shared memory): a kernel
+# that spills registers or needs a stack frame is flagged (a speed problem, not a failure), and
+# one whose registers times its __launch_bounds__ threads exceed the SM's 65,536 would fail to
+# launch (ptxas holds the bound, so this shows as spills).
 set -euo pipefail
 
 PY="${1:-${PYTHON:-python3}}"
@@ -37,6 +42,22 @@ if [ "${#SOURCES[@]}" -eq 0 ]; then
   exit 1
 fi
 
+resources() {  # one line per kernel from ptxas -v: registers, stack, spills, shared memory
+  local demangle=cat
+  command -v c++filt >/dev/null 2>&1 && demangle=c++filt
+  grep -e '^ptxas info' -e 'bytes stack frame, ' "$1" | sed 's/^ptxas info *: //; s/^ *//' | "$demangle" | awk '
+    /^Compiling entry function/ {
+      name = $0; sub(/^Compiling entry function .void /, "", name); sub(/^Compiling entry function ./, "", name)
+      sub(/\(.*/, "", name); sub(/^frcnn::/, "", name); next }
+    /bytes stack frame/ { stack = $1; spill = $5; next }
+    /^Used [0-9]+ registers/ {
+      smem = 0
+      if (match($0, /[0-9]+ bytes smem/)) smem = substr($0, RSTART, RLENGTH - 11)
+      flag = (spill > 0 || stack > 0) ? "  <- spills or a stack frame: slower than it should be" : ""
+      printf "    %-52s %3d registers, %4d B stack, %4d B spill stores, %5d B static smem%s\n", name, $2, stack, spill, smem, flag
+    }'
+}
+
 echo "check_cuda_compile: $("$NVCC" --version | tail -n 1)"
 echo "check_cuda_compile: torch headers $TORCH_INC, arch sm_$ARCH"
 failed=0
@@ -45,11 +66,12 @@ for src in "${SOURCES[@]}"; do
   if "$NVCC" -c "$ROOT/$src" -o "$TMP/$(basename "$src").o" \
       -std=c++20 --expt-relaxed-constexpr -O3 -DWITH_CUDA \
       -gencode="arch=compute_${ARCH},code=sm_${ARCH}" \
-      -Xcompiler -fPIC \
+      -Xcompiler -fPIC -Xptxas -v \
       -I"$ROOT/csrc" -I"$TMP/shim" -I"$TORCH_INC" -I"$TORCH_INC/torch/csrc/api/include" \
       -I"$PY_INC" >"$TMP/log" 2>&1; then
     echo "check_cuda_compile: OK     $src ($(( $(date +%s) - start )) s)"
-    if [ -s "$TMP/log" ]; then sed 's/^/    /' "$TMP/log"; fi  # warnings
+    grep -v -e '^ptxas info' -e 'bytes stack frame, ' "$TMP/log" | sed 's/^/    /' || true  # warnings
+    resources "$TMP/log"
   else
     echo "check_cuda_compile: FAILED $src" >&2
     cat "$TMP/log" >&2
