@@ -5,6 +5,9 @@ import pickle
 
 import numpy as np
 import pytest
+
+pytest.importorskip("hypothesis")  # a test requirement (README); a machine without it skips these
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

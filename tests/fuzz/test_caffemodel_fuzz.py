@@ -6,6 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+
+pytest.importorskip("hypothesis")  # a test requirement (README); a machine without it skips these
+
 from hypothesis import given
 from hypothesis import strategies as st
 

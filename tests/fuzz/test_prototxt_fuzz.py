@@ -6,6 +6,9 @@ import pathlib
 import warnings
 
 import pytest
+
+pytest.importorskip("hypothesis")  # a test requirement (README); a machine without it skips these
+
 from hypothesis import given
 
 from frcnn.caffe import TEST, TRAIN, Net

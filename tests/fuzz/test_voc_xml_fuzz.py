@@ -5,6 +5,9 @@ LookupError from an odd encoding declaration or an OverflowError."""
 import warnings
 
 import pytest
+
+pytest.importorskip("hypothesis")  # a test requirement (README); a machine without it skips these
+
 from hypothesis import given
 
 from frcnn.datasets.voc_xml import AnnotationError, read_voc_xml, voc_gt_entry

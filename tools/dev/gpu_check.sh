@@ -188,7 +188,9 @@ if [ "$DRY" != "1" ]; then
 fi
 
 # --- tests: every test marked cuda (pytest exits 5 when none is selected) -----------------------
-ALLOW_RC=5 step cuda_tests 150 "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs tests || true
+# --continue-on-collection-errors: a module that cannot be imported there (a test requirement
+# missing from the device's Python) fails the step but must not keep the CUDA tests from running
+ALLOW_RC=5 step cuda_tests 150 "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs --continue-on-collection-errors tests || true
 
 # --- benchmarks ------------------------------------------------------------------------------
 if [ "$DRY" = "1" ]; then
