@@ -127,6 +127,21 @@ def test_clip_boxes(kind):
     assert boxes[0, 0] == -5.0  # the input is left as it was
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clip_boxes_with_a_number_shape_rounds_as_a_tensor_shape(dtype):
+    # a fractional size (a scaled image): H - 1 is computed in the boxes' type, as with an
+    # im_info tensor, and NaN stays NaN; the number form makes no tensor on the boxes' device
+    rng = np.random.default_rng(3)
+    boxes = torch.tensor(rng.uniform(-50, 1100, (500, 8)), dtype=dtype)
+    boxes[7, 2] = float("nan")
+    for h, w in ((600.7, 800.3), (375, 500), (1e-3, 2.5)):
+        want = clip_boxes(boxes, torch.tensor([h, w], dtype=dtype))
+        got = clip_boxes(boxes, (h, w))
+        assert got.dtype == dtype and torch.equal(got.isnan(), want.isnan())
+        assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(want)), (h, w)
+    assert clip_boxes(boxes, (600.7, 800.3))[7, 2].isnan()
+
+
 # ------------------------------------------------------------------ IoU
 
 

@@ -135,6 +135,8 @@ class HostWaits(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in (aten._local_scalar_dense.default, aten.nonzero.default) and args[0].device.type == "cpu":
+            return func(*args, **kwargs)  # on host values: no device to wait for
         if func is aten._local_scalar_dense.default:
             self.waits.append(("a value read back", _caller()))
             t = args[0]
@@ -145,7 +147,7 @@ class HostWaits(TorchDispatchMode):
             return torch.empty((max(t.numel() // 2, 1), t.dim()), dtype=torch.int64, device=t.device)
         if func in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default) and any(
             i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]
-        ):  # boolean-mask indexing: the mask's nonzero (below this mode), a size from the data
+        ) and args[0].device.type != "cpu":  # boolean-mask indexing: the mask's nonzero (below this mode), a size from the data
             self.waits.append(("a size from the data", _caller()))
             if func is not aten.index.Tensor:
                 return args[0] if func is aten.index_put_.default else args[0].clone()
@@ -246,3 +248,29 @@ def test_the_meta_check_sees_each_kind_of_wait():
         _ = x * 2 + x.topk(3, dim=0).values.sum()  # no wait
     assert [kind for kind, _ in log.waits] == ["a value read back", "a size from the data", "a copy to the host",
                                                "a copy from the host"], log.waits
+
+
+def test_on_the_meta_device_the_test_path_waits_only_for_its_candidates_and_the_final_copy(monkeypatch):
+    """TEST.DEVICE_POSTPROCESS on a GPU: decoding waits for nothing; the detections wait for the
+    number of candidates over the threshold, the exactness check of the class shift (one bool),
+    the NMS op, and the one copy of the final detections to the host."""
+    import frcnn.inference.on_device as on_device
+
+    nms_calls = []
+
+    def nms(boxes, scores, thresh):
+        nms_calls.append(_caller())
+        return torch.empty(min(boxes.shape[0], 50), dtype=torch.int64, device=boxes.device)
+
+    monkeypatch.setattr(on_device, "nms", nms)
+    rois, deltas = torch.empty(300, 4, device="meta"), torch.empty(300, 4 * 21, device="meta")
+    with HostWaits() as log:
+        boxes = on_device.decode_boxes(rois, deltas, 21, (375, 500, 3), scale=1.6)
+    assert log.waits == [] and boxes.shape == (300, 84) and boxes.device.type == "meta"
+    with HostWaits() as log:
+        on_device.detections_on_device(torch.empty(300, 21, device="meta"), boxes, 0.3, 0.05, 100)
+    where = [(kind, w.split(":")[0]) for kind, w in log.waits]
+    assert where == [("a size from the data", "inference/on_device.py"), ("a value read back", "inference/on_device.py"),
+                     ("a copy to the host", "inference/on_device.py")], log.waits
+    assert "scores[:, 1:].t() > thresh" in log.waits[0][1] and "exact" in log.waits[1][1]
+    assert "the one device -> host copy" in log.waits[2][1] and len(nms_calls) == 1

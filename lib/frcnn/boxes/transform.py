@@ -136,16 +136,22 @@ def clip_boxes(boxes: Array, im_shape: Sequence[float] | Array) -> Array:
     if isinstance(boxes, torch.Tensor):
         h, w = im_shape[0], im_shape[1]
         if isinstance(h, torch.Tensor):
-            h = h.to(device=boxes.device, dtype=boxes.dtype)
-            w = w.to(device=boxes.device, dtype=boxes.dtype)
+            h_max = h.to(device=boxes.device, dtype=boxes.dtype) - 1
+            w_max = w.to(device=boxes.device, dtype=boxes.dtype) - 1
         else:
-            h = torch.tensor(float(h), device=boxes.device, dtype=boxes.dtype)
-            w = torch.tensor(float(w), device=boxes.device, dtype=boxes.dtype)
+            # H - 1 and W - 1 in the boxes' type, computed on the host and passed to the kernels
+            # as numbers (a tensor made on a GPU from a host number is a copy the host waits for)
+            h_max = (torch.tensor(float(h), dtype=boxes.dtype) - 1).item()
+            w_max = (torch.tensor(float(w), dtype=boxes.dtype) - 1).item()
+
+        def upto(x: torch.Tensor, limit: torch.Tensor | float) -> torch.Tensor:
+            return (torch.minimum(x, limit) if isinstance(limit, torch.Tensor) else x.clamp(max=limit)).clamp_min(0)
+
         out = boxes.clone()
-        out[:, 0::4] = torch.minimum(boxes[:, 0::4], w - 1).clamp_min(0)
-        out[:, 1::4] = torch.minimum(boxes[:, 1::4], h - 1).clamp_min(0)
-        out[:, 2::4] = torch.minimum(boxes[:, 2::4], w - 1).clamp_min(0)
-        out[:, 3::4] = torch.minimum(boxes[:, 3::4], h - 1).clamp_min(0)
+        out[:, 0::4] = upto(boxes[:, 0::4], w_max)
+        out[:, 1::4] = upto(boxes[:, 1::4], h_max)
+        out[:, 2::4] = upto(boxes[:, 2::4], w_max)
+        out[:, 3::4] = upto(boxes[:, 3::4], h_max)
         return out
     if isinstance(im_shape, torch.Tensor):
         raise TypeError("clip_boxes: NumPy boxes need a plain (height, width) im_shape, got a tensor")
