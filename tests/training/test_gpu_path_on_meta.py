@@ -1,0 +1,87 @@
+"""A whole training iteration of the end2end net and a test image through the GPU path, run on
+torch's ``meta`` device (tests/meta_device.py): no tensor is left on the host where the device
+was meant (torch checks devices on ``meta`` as on a GPU), and the points where a GPU run makes the
+host wait are exactly the known ones, each named by its library line."""
+
+import collections
+
+import numpy as np
+import torch
+
+from frcnn.config import get_output_dir
+from frcnn.training.train import SolverWrapper, filter_roidb, get_roidb, set_random_seeds
+from tests.meta_device import DATA_SIZE, FROM_HOST, NMS_OP, OP_FLAG, READ_BACK, TO_HOST, HostWaits, patch_for_meta
+from tests.training.tiny_setup import make_tiny_voc, tiny_config, write_tiny_nets
+
+
+def _where(waits):
+    """Count of (kind, file, source text) of the waits (line numbers left out)."""
+    out = collections.Counter()
+    for kind, where in waits:
+        path, _line, source = where.split(":", 2)
+        out[(kind, path, source.strip())] += 1
+    return out
+
+
+def test_a_training_iteration_on_the_gpu_path(tmp_path, monkeypatch):
+    make_tiny_voc(str(tmp_path / "data" / "tiny"))
+    nets = write_tiny_nets(str(tmp_path / "nets"))
+    cfg = tiny_config(str(tmp_path / "data"), str(tmp_path))
+    set_random_seeds(cfg.RNG_SEED)
+    roidb, imdb = get_roidb("tiny_trainval", cfg)
+    sw = SolverWrapper(nets["solver"], filter_roidb(roidb, cfg), get_output_dir(cfg, imdb.name), cfg)
+    patch_for_meta(monkeypatch)
+    sw.solver.net.to(torch.device("meta"))
+    with HostWaits(truth=False) as log:  # the error checks ("is any label bad?") answered no
+        sw.solver.step(1)  # the first: the momentum histories are made on the device
+        del log.waits[:]
+        sw.solver.step(1)
+    net = sw.solver.net
+    assert all(p.device.type == "meta" for _, _, p, _ in net.learnable_params())
+    assert all(v.device.type == "meta" for v in sw.solver.history.values()) and len(sw.solver.history) > 10
+    got = _where(log.waits)
+    loss = "caffe/layers/loss.py"
+    want = collections.Counter({
+        # the data layer's three blobs (data, im_info, gt_boxes), from the host
+        (FROM_HOST, "caffe/layers/python.py", "return value.to(device)"): 3,
+        # SoftmaxWithLoss (RPN and detection): the label range check and Caffe's VALID normaliser
+        (READ_BACK, loss, "if bool(bad.any()):"): 2,
+        (READ_BACK, loss, "norm = float(valid.sum())"): 2,
+        # the RPN: the NMS op and the final count (one image), the sampled RoIs' count
+        (NMS_OP, "ops/nms.py", "return torch.ops.frcnn.nms(boxes, scores, float(iou_threshold))"): 1,
+        (DATA_SIZE, "rpn/proposal_layer.py", "keep = keep[valid[keep]]  # data-dependent: the final count"): 1,
+        (READ_BACK, "rpn/proposal_target_layer.py",
+         "keep = order[: int(chosen.sum())]  # data-dependent: the number of sampled RoIs (host sync)"): 1,
+        # RoI pooling's error flags, forward and backward
+        (OP_FLAG, "ops/roi_pool.py",
+         "output, argmax = torch.ops.frcnn.roi_pool_forward(features, rois, spatial_scale, pooled_h, pooled_w)"): 1,
+        (OP_FLAG, "ops/roi_pool.py",
+         "grad_features = torch.ops.frcnn.roi_pool_backward(grad_output, rois, argmax, n, c, h, w)"): 1,
+        # the solver: the loss and each loss output, once per pass (the log and the smoothed loss)
+        (READ_BACK, "caffe/solver.py", "total += float(self.net.loss.detach())"): 1,
+        (READ_BACK, "caffe/solver.py",
+         "sums[name] = sums.get(name, 0.0) + float(outputs[name].detach().sum())"): 4,
+    })
+    assert got == want, "\n".join(f"{n} x {k}" for k, n in (got - want).items()) + "\n-- missing:\n" + "\n".join(
+        f"{n} x {k}" for k, n in (want - got).items())
+    assert TO_HOST not in {kind for kind, _ in log.waits}
+
+
+def test_a_test_image_on_the_gpu_path(tmp_path, monkeypatch):
+    from frcnn.caffe import TEST, Net
+    from frcnn.config import cfg_from_list
+    from frcnn.inference.test import im_detect
+
+    nets = write_tiny_nets(str(tmp_path / "nets"))
+    cfg = tiny_config(str(tmp_path / "data"), str(tmp_path))
+    cfg_from_list(["TEST.SCALES", "[96]", "TEST.MAX_SIZE", "128"], cfg)
+    net = Net(nets["test"], None, TEST, cfg=cfg)
+    patch_for_meta(monkeypatch)
+    net.to(torch.device("meta"))
+    im = np.random.RandomState(0).randint(0, 255, (96, 128, 3)).astype(np.uint8)
+    with HostWaits() as log:
+        scores, boxes = im_detect(net, im, cfg=cfg, on_device=True)
+    assert scores.device.type == "meta" and boxes.shape[1] == 4 * scores.shape[1]
+    kinds = collections.Counter(kind for kind, _ in log.waits)
+    # the image blob and im_info in; the proposal layer's NMS and final count; RoI pooling's flag
+    assert kinds == {FROM_HOST: 2, NMS_OP: 1, DATA_SIZE: 1, OP_FLAG: 1}, log.waits
