@@ -44,9 +44,8 @@ def test_a_training_iteration_on_the_gpu_path(tmp_path, monkeypatch):
     want = collections.Counter({
         # the data layer's three blobs (data, im_info, gt_boxes), from the host
         (FROM_HOST, "caffe/layers/python.py", "return value.to(device)"): 3,
-        # SoftmaxWithLoss (RPN and detection): the label range check and Caffe's VALID normaliser
+        # SoftmaxWithLoss (RPN and detection): the label range check
         (READ_BACK, loss, "if bool(bad.any()):"): 2,
-        (READ_BACK, loss, "norm = float(valid.sum())"): 2,
         # the RPN: the NMS op and the final count (one image), the sampled RoIs' count
         (NMS_OP, "ops/nms.py", "return torch.ops.frcnn.nms(boxes, scores, float(iou_threshold))"): 1,
         (DATA_SIZE, "rpn/proposal_layer.py", "keep = keep[valid[keep]]  # data-dependent: the final count"): 1,

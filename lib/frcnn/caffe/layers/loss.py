@@ -84,15 +84,13 @@ class SoftmaxWithLoss(Layer):
         # forward value clamped as Caffe's log(max(p, FLT_MIN)); gradient p - 1 as Caffe's backward
         picked = picked + (picked.clamp(min=_LOG_FLT_MIN) - picked).detach()
         total = -(picked * valid.to(picked.dtype)).sum()
-        if self.normalization == "FULL":
-            norm = float(outer * inner)
-        elif self.normalization == "VALID":
-            norm = float(valid.sum())
-        elif self.normalization == "BATCH_SIZE":
-            norm = float(outer)
+        if self.normalization == "VALID":
+            # the count stays on the device (no value read back mid-forward on a GPU); it is
+            # exact in the loss's type, so the division rounds as by the number
+            loss = total / valid.sum().clamp_min(1).to(total.dtype)
         else:
-            norm = 1.0
-        loss = total / max(norm, 1.0)
+            norm = {"FULL": float(outer * inner), "BATCH_SIZE": float(outer)}.get(self.normalization, 1.0)
+            loss = total / max(norm, 1.0)
         if len(self.tops) == 2:
             return loss, logp.exp()
         return (loss,)
