@@ -4,14 +4,16 @@ was meant (torch checks devices on ``meta`` as on a GPU), and the points where a
 host wait are exactly the known ones, each named by its library line."""
 
 import collections
+import os
 
 import numpy as np
+import pytest
 import torch
 
-from frcnn.config import get_output_dir
+from frcnn.config import cfg_from_list, get_output_dir
 from frcnn.training.train import SolverWrapper, filter_roidb, get_roidb, set_random_seeds
 from tests.meta_device import DATA_SIZE, FROM_HOST, NMS_OP, OP_FLAG, READ_BACK, TO_HOST, HostWaits, patch_for_meta
-from tests.training.tiny_setup import make_tiny_voc, tiny_config, write_tiny_nets
+from tests.training.tiny_setup import ROOT, make_tiny_voc, tiny_config, write_tiny_nets
 
 
 def _where(waits):
@@ -68,7 +70,6 @@ def test_a_training_iteration_on_the_gpu_path(tmp_path, monkeypatch):
 
 def test_a_test_image_on_the_gpu_path(tmp_path, monkeypatch):
     from frcnn.caffe import TEST, Net
-    from frcnn.config import cfg_from_list
     from frcnn.inference.test import im_detect
 
     nets = write_tiny_nets(str(tmp_path / "nets"))
@@ -84,3 +85,59 @@ def test_a_test_image_on_the_gpu_path(tmp_path, monkeypatch):
     kinds = collections.Counter(kind for kind, _ in log.waits)
     # the image blob and im_info in; the proposal layer's NMS and final count; RoI pooling's flag
     assert kinds == {FROM_HOST: 2, NMS_OP: 1, DATA_SIZE: 1, OP_FLAG: 1}, log.waits
+
+
+MODELS = os.path.join(ROOT, "models", "pascal_voc")
+
+
+@pytest.mark.parametrize("net", ["ZF", "VGG16"])
+@pytest.mark.parametrize("method", ["end2end", "alt_opt stage 1 RPN"])
+def test_the_papers_nets_take_the_gpu_path(tmp_path, monkeypatch, net, method):
+    """The model zoo's own prototxts (upstream's iter_size 2 for end2end), at the tiny set's
+    sizes: a training iteration and the matching test net run on the device, the waits per pass
+    as above."""
+    from frcnn.caffe import TEST, Net
+    from frcnn.inference.test import im_detect
+    from frcnn.nets.adapt import ensure_net_classes, ensure_solver_classes
+    from frcnn.rpn.generate import im_proposals
+
+    make_tiny_voc(str(tmp_path / "data" / "tiny"))
+    cfg = tiny_config(str(tmp_path / "data"), str(tmp_path))
+    rpn_only = method != "end2end"
+    if rpn_only:
+        folder = os.path.join(MODELS, net, "faster_rcnn_alt_opt")
+        solver, test = os.path.join(folder, "stage1_rpn_solver60k80k.prototxt"), os.path.join(folder, "rpn_test.prototxt")
+        cfg_from_list(["TRAIN.BBOX_REG", "False"], cfg)
+    else:
+        folder = os.path.join(MODELS, net, "faster_rcnn_end2end")
+        solver, test = os.path.join(folder, "solver.prototxt"), os.path.join(folder, "test.prototxt")
+    set_random_seeds(cfg.RNG_SEED)
+    roidb, imdb = get_roidb("tiny_trainval", cfg)
+    solver = ensure_solver_classes(solver, imdb.num_classes, str(tmp_path / "adapted"), ROOT, cfg=cfg)
+    sw = SolverWrapper(solver, filter_roidb(roidb, cfg), get_output_dir(cfg, imdb.name), cfg)
+    passes = sw.solver.param.iter_size
+    patch_for_meta(monkeypatch)
+    sw.solver.net.to(torch.device("meta"))
+    with HostWaits(truth=False) as log:
+        sw.solver.step(1)
+        del log.waits[:]
+        sw.solver.step(1)
+    got = collections.Counter(kind for kind, _ in log.waits)
+    if rpn_only:  # the data layer's three blobs; the RPN loss's label check; the solver's two losses
+        want = {FROM_HOST: 3, READ_BACK: 1 + 3}
+    else:
+        want = {FROM_HOST: 3, READ_BACK: 2 + 1 + 5, NMS_OP: 1, DATA_SIZE: 1, OP_FLAG: 2}
+    assert passes == (1 if rpn_only else 2) and got == {k: v * passes for k, v in want.items()}, log.waits
+
+    test = ensure_net_classes(test, imdb.num_classes, str(tmp_path / "adapted"), cfg=cfg)
+    test_net = Net(test, None, TEST, cfg=cfg).to(torch.device("meta"))
+    im = np.random.RandomState(0).randint(0, 255, (96, 128, 3)).astype(np.uint8)
+    with HostWaits() as log:
+        if rpn_only:
+            boxes, scores = im_proposals(test_net, im, cfg=cfg)  # NumPy out: the two copies back
+            assert boxes.shape[1] == 4 and scores.shape[1] == 1
+        else:
+            scores, boxes = im_detect(test_net, im, cfg=cfg, on_device=True)
+            assert scores.device.type == "meta" and boxes.shape[1] == 4 * imdb.num_classes
+    want = {FROM_HOST: 2, NMS_OP: 1, DATA_SIZE: 1, **({TO_HOST: 2} if rpn_only else {OP_FLAG: 1})}
+    assert collections.Counter(kind for kind, _ in log.waits) == want, log.waits

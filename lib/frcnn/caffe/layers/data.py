@@ -73,9 +73,12 @@ class DummyData(Layer):
 
     def forward(self) -> tuple[torch.Tensor, ...]:
         outs = []
+        device = self._device_anchor.device
         for shape, filler in zip(self.shapes, self.fillers):
-            t = torch.empty(shape, dtype=torch.float32)
-            outs.append(fill(t, filler, 0.0, where=f"layer '{self.name}'").to(self._device_anchor.device))
+            # filled on the host (its generator draws the numbers, on every device alike), in
+            # pinned memory for a GPU, whose copy then runs without the host waiting for it
+            t = torch.empty(shape, dtype=torch.float32, pin_memory=device.type == "cuda")
+            outs.append(fill(t, filler, 0.0, where=f"layer '{self.name}'").to(device, non_blocking=True))
         return tuple(outs)
 
 
