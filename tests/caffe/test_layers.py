@@ -240,6 +240,27 @@ def test_softmax_with_loss_all_ignored_and_clamp():
         _swl(torch.randn(2, 3), torch.tensor([0.0, 5.0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_softmax_with_loss_valid_normaliser_divides_as_by_the_number(dtype):
+    # the count of valid labels stays a tensor (no read-back on a GPU); the loss must be the sum
+    # divided by that count as a number, bit for bit, in every type (2999 is neither a float16 nor
+    # a bfloat16 number: rounding the count to the loss's type first would be off)
+    from frcnn.caffe.layers.loss import SoftmaxWithLoss
+
+    scores = torch.randn(3000, 3, dtype=torch.float64).to(dtype)
+    labels = torch.tensor(np.random.RandomState(2).choice([0, 1, 2], size=3000), dtype=torch.float32)
+    labels[17] = -1
+    layer = net_for(SWL.format(extra="loss_param { ignore_label: -1 normalization: VALID }"),
+                    {"s": (3000, 3), "y": (3000,)}, phase="TRAIN").layer_dict["l"]
+    assert isinstance(layer, SoftmaxWithLoss)
+    (loss,) = layer.forward(scores, labels)
+    lab = labels.long()
+    valid = lab != -1
+    logp = F.log_softmax(scores, dim=1).gather(1, torch.where(valid, lab, 0)[:, None])[:, 0]
+    total = -(logp * valid.to(logp.dtype)).sum()
+    assert loss.dtype == dtype and torch.equal(loss, total / float(valid.sum()))
+
+
 def test_softmax_with_loss_second_top_is_prob():
     s, y = torch.randn(4, 3), torch.tensor([0.0, 1, 2, 1])
     out = run('layer { name: "l" type: "SoftmaxWithLoss" bottom: "s" bottom: "y" top: "loss" top: "prob" }', s=s, y=y)
