@@ -85,14 +85,11 @@ class SoftmaxWithLoss(Layer):
         picked = picked + (picked.clamp(min=_LOG_FLT_MIN) - picked).detach()
         total = -(picked * valid.to(picked.dtype)).sum()
         if self.normalization == "VALID":
-            # the count stays on the device (no value read back mid-forward on a GPU); exact in
-            # float32 and float64, so the division rounds as by the number (a half-precision
-            # loss divides in float32, as torch divides it by a number)
-            count = valid.sum().clamp_min(1)
-            if total.dtype in (torch.float16, torch.bfloat16):
-                loss = (total.float() / count.float()).to(total.dtype)
-            else:
-                loss = total / count.to(total.dtype)
+            # the count stays on the device (no value read back mid-forward on a GPU), divided
+            # in at least float32 where it is exact: rounded as torch divides by the number
+            # (a half-precision loss too)
+            count = valid.sum().clamp_min(1).to(torch.promote_types(total.dtype, torch.float32))
+            loss = (total / count).to(total.dtype)
         else:
             norm = {"FULL": float(outer * inner), "BATCH_SIZE": float(outer)}.get(self.normalization, 1.0)
             loss = total / max(norm, 1.0)
