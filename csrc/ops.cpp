@@ -8,6 +8,7 @@
 
 #include "nms/nms.h"
 #include "roi_pool/roi_pool.h"
+#include "solver/sgd.h"
 
 TORCH_LIBRARY(frcnn, m) {
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
@@ -20,6 +21,9 @@ TORCH_LIBRARY(frcnn, m) {
   m.def(
       "roi_pool_backward_gather(Tensor grad, Tensor rois, Tensor argmax, float spatial_scale, "
       "int batch_size, int channels, int height, int width) -> Tensor");
+  m.def(
+      "sgd_update_(Tensor(a!) weight, Tensor grad, Tensor(b!) history, float grad_scale, "
+      "float decay, float momentum, float rate) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(frcnn, CPU, m) {
@@ -27,6 +31,7 @@ TORCH_LIBRARY_IMPL(frcnn, CPU, m) {
   m.impl("roi_pool_forward", &frcnn::roi_pool_forward_cpu);
   m.impl("roi_pool_backward", &frcnn::roi_pool_backward_cpu);
   m.impl("roi_pool_backward_gather", &frcnn::roi_pool_backward_gather_cpu);
+  m.impl("sgd_update_", &frcnn::sgd_update_cpu);
 }
 
 #ifdef WITH_CUDA
@@ -35,6 +40,7 @@ TORCH_LIBRARY_IMPL(frcnn, CUDA, m) {
   m.impl("roi_pool_forward", &frcnn::roi_pool_forward_cuda);
   m.impl("roi_pool_backward", &frcnn::roi_pool_backward_cuda);
   m.impl("roi_pool_backward_gather", &frcnn::roi_pool_backward_gather_cuda);
+  m.impl("sgd_update_", &frcnn::sgd_update_cuda);
 }
 #endif
 

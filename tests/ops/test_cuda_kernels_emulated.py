@@ -12,6 +12,9 @@ cuda (tests/ops/test_nms.py, test_roi_pool.py, test_roi_pool_backward.py).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import numpy as np
 import pytest
 import torch
@@ -316,3 +319,61 @@ def test_backward_kernels_skip_and_report_bad_rois_and_argmax(emu):
     for op, scale in (("roi_backward", None), ("roi_gather", 1 / 16)):
         _, flags = emu_backward(emu, op, grad1, bad_rois, argmax1, shape, scale=scale)
         assert flags[0] == 3
+
+
+# ---- the SGD update (csrc/solver/sgd_kernels.cuh) -------------------------------------------
+
+@functools.cache
+def libm_fmaf():
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    libm.fmaf.restype = ctypes.c_float
+    libm.fmaf.argtypes = [ctypes.c_float] * 3
+    return libm.fmaf
+
+
+def fmaf(a, b, c):
+    """a * b + c rounded once to float32 (the C library's fmaf)."""
+    return libm_fmaf()(a, b, c)
+
+
+def sgd_inputs(n, seed):
+    g = np.random.RandomState(seed)
+    w = (g.randn(n) * 0.01).astype(np.float32)
+    grad = (g.randn(n) * 1e-3 * np.exp(g.randn(n))).astype(np.float32)
+    v = (g.randn(n) * 1e-4).astype(np.float32)
+    if n >= 8:  # zeros of both signs, a subnormal, infinities, NaN
+        w[:4] = [0.0, -0.0, 1e-40, np.inf]
+        grad[4:8] = [-0.0, np.nan, -np.inf, 3e38]
+    return w, grad, v
+
+
+@pytest.mark.parametrize("n,blocks", [(0, None), (1, None), (300, None), (5000, None), (5000, 3)])
+@pytest.mark.parametrize("iter_size,decay", [(1, 0.0), (1, 0.0005), (2, 0.0005), (3, 0.0)])
+def test_sgd_update_kernel_gives_the_torch_operations_bits(emu, n, blocks, iter_size, decay):
+    from frcnn.caffe import solver as solver_mod
+
+    w, grad, v = sgd_inputs(n, n + iter_size)
+    momentum, rate = 0.9, 0.001 * 2
+    grad_scale = 1.0 / iter_size if iter_size > 1 else 1.0
+    params = {"n": n, "grad_scale": grad_scale.hex(), "decay": decay.hex(), "momentum": momentum.hex(),
+              "rate": rate.hex(), "seed": n}
+    if blocks is not None:  # fewer threads than elements: the grid-stride loop
+        params["blocks"] = blocks
+    out = emu.run("sgd_update", params, {"weight": w, "grad": grad, "history": v},
+                  {"weight": np.float32, "history": np.float32})
+    # the reference: the solver's steps with each multiply-add fused by the C library's fmaf (the
+    # kernel's __fmaf_rn fuses, as torch's CUDA kernel does), then, where torch's CPU kernels fuse
+    # it themselves, the solver's torch operations
+    tw, tg, tv = (torch.from_numpy(a.copy()) for a in (w, grad, v))
+    d = tg * grad_scale if iter_size > 1 else tg
+    if decay:
+        d = tw * decay + d
+    h = torch.tensor([fmaf(a, np.float32(rate), b) for a, b in zip(d.tolist(), (tv * momentum).tolist())],
+                     dtype=torch.float32)
+    expected_w = (tw - h).numpy()
+    assert np.array_equal(out["history"].view(np.int32), h.numpy().view(np.int32))
+    assert np.array_equal(out["weight"].view(np.int32), expected_w.view(np.int32))
+    if solver_mod._fused_update_matches_torch():  # on this CPU torch's kernels fuse it themselves
+        solver_mod._torch_update(tw, tg, tv, iter_size, decay, momentum, rate)
+        assert np.array_equal(out["weight"].view(np.int32), tw.numpy().view(np.int32))
+        assert np.array_equal(out["history"].view(np.int32), tv.numpy().view(np.int32))

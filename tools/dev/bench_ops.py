@@ -8,6 +8,12 @@ forward and forward+backward at 128 / 300 / 2,000 RoIs on a 1 x 512 x 38 x 63 fl
 (a 600 x 1000 image at stride 16). Each number is the median of N runs, each run bracketed
 by torch.cuda.synchronize() on a GPU. torchvision's NMS uses IoU without the +1 pixel
 convention, so its kept sets may differ slightly; the timing compares like with like work.
+
+A second table times one SGD update of the learnable blobs of VGG16's end2end net (conv3_1 to
+bbox_pred, 136.8 M float32 parameters; --quick: without fc6, 34.1 M) with momentum 0.9 and weight
+decay 0.0005: the solver's one-pass op (frcnn::sgd_update_), the solver's torch operations (its
+path with FRCNN_FUSED_SGD=0), and torch.optim.SGD with foreach and, where torch has it for the
+device, fused kernels (a different rule, lr inside the history, at the same memory traffic).
 """
 
 from __future__ import annotations
@@ -107,6 +113,67 @@ def bench(device: torch.device, repeats: int, warmup: int, quick: bool) -> list[
     return rows
 
 
+# VGG16 end2end's learnable blobs (conv1_x and conv2_x have lr_mult 0 in py-faster-rcnn's
+# prototxt): (name, weight shape); each has a bias of shape[0]
+VGG16_LEARNABLE = (
+    [("conv3_1", (256, 128, 3, 3)), ("conv3_2", (256, 256, 3, 3)), ("conv3_3", (256, 256, 3, 3)),
+     ("conv4_1", (512, 256, 3, 3))]
+    + [(f"conv{b}_{i}", (512, 512, 3, 3)) for b, i in ((4, 2), (4, 3), (5, 1), (5, 2), (5, 3))]
+    + [("rpn_conv/3x3", (512, 512, 3, 3)), ("rpn_cls_score", (18, 512, 1, 1)), ("rpn_bbox_pred", (36, 512, 1, 1)),
+       ("fc6", (4096, 25088)), ("fc7", (4096, 4096)), ("cls_score", (21, 4096)), ("bbox_pred", (84, 4096))]
+)
+
+
+def bench_sgd(device: torch.device, repeats: int, warmup: int, quick: bool) -> tuple[int, list[tuple]]:
+    """(parameter count, rows (implementation, ms or None)) for one update of VGG16's blobs."""
+    from frcnn.caffe import solver as solver_mod
+    from frcnn.ops._native import native
+
+    native()
+    shapes = [shape for name, shape in VGG16_LEARNABLE if not (quick and name == "fc6")]
+    shapes = [s for shape in shapes for s in (shape, (shape[0],))]
+    g = torch.Generator(device=device).manual_seed(0)
+    ws = [torch.randn(s, generator=g, device=device) * 0.01 for s in shapes]
+    gs = [torch.randn(s, generator=g, device=device) * 1e-3 for s in shapes]
+    vs = [torch.zeros(s, device=device) for s in shapes]
+    count = sum(w.numel() for w in ws)
+    decays = [0.0005 if len(s) > 1 else 0.0 for s in shapes]  # biases: decay_mult 0
+    rates = [0.001 if len(s) > 1 else 0.002 for s in shapes]  # biases: lr_mult 2
+    scratch = {(device, torch.float32): torch.empty(max(w.numel() for w in ws), device=device)}
+
+    def one_pass():
+        for w, gr, v, d, r in zip(ws, gs, vs, decays, rates):
+            torch.ops.frcnn.sgd_update_(w, gr, v, 1.0, d, 0.9, r)
+
+    def torch_ops():
+        for w, gr, v, d, r in zip(ws, gs, vs, decays, rates):
+            reg = solver_mod.regularized_gradient(gr, w, 1, d, "L2", scratch)
+            w.sub_(solver_mod.momentum_update(v, reg, 0.9, r))
+
+    params = [torch.nn.Parameter(w) for w in ws]
+    for p, gr in zip(params, gs):
+        p.grad = gr
+    timed = functools.partial(median_ms, device, repeats, warmup)
+    rows = [("frcnn one pass (sgd_update_)", timed(one_pass)), ("frcnn torch operations", timed(torch_ops))]
+    for label, kw in (("torch.optim.SGD foreach", {"foreach": True}), ("torch.optim.SGD fused", {"fused": True})):
+        try:
+            opt = torch.optim.SGD(params, lr=0.001, momentum=0.9, weight_decay=0.0005, **kw)
+            opt.step()
+        except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device
+            rows.append((label, None))
+            continue
+        rows.append((label, timed(opt.step)))
+    return count, rows
+
+
+def format_sgd_table(count: int, rows: list[tuple]) -> str:
+    lines = [f"SGD update of VGG16 end2end's learnable blobs ({count / 1e6:.1f} M parameters)",
+             f"| {'implementation':<30} | {'ms':>9} |", f"|{'-' * 32}|{'-' * 11}|"]
+    for label, ms in rows:
+        lines.append(f"| {label:<30} | {'-' if ms is None else f'{ms:.3f}':>9} |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[tuple], device_name: str, repeats: int) -> str:
     lines = [
         f"device: {device_name}; median of {repeats} runs; torch {torch.__version__}"
@@ -137,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
     name = torch.cuda.get_device_name(device) if on_gpu else f"cpu ({torch.get_num_threads()} threads)"
     print(format_table(bench(device, repeats, warmup, args.quick), name, repeats), flush=True)
+    print(flush=True)
+    print(format_sgd_table(*bench_sgd(device, repeats, warmup, args.quick)), flush=True)
 
 
 if __name__ == "__main__":

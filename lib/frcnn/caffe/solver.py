@@ -214,10 +214,8 @@ class SGDSolver:
                     _emit(f"Gradient clipping: scaling down gradients (L2 norm {_g(norm)} > "
                           f"{_g(p.clip_gradients)}) by scale factor {_g(factor)}")
                     grads = [g * factor for g in grads]
-            scratch = self._scratch_for(params)
+            scratch = None
             for (layer, i, w, spec), g in zip(params, grads):
-                g = regularized_gradient(g, w, p.iter_size, p.weight_decay * spec.decay_mult,
-                                         p.regularization_type, scratch)
                 key = f"{layer}/{i}"
                 v = self.history.get(key)
                 if v is None:
@@ -227,6 +225,15 @@ class SGDSolver:
                                        f"{tuple(w.shape)} (solver state from another net?)")
                 else:
                     v = v.to(w.device)
+                decay = p.weight_decay * spec.decay_mult
+                if _fused_update_applies(w, g, v, decay, p.regularization_type):
+                    torch.ops.frcnn.sgd_update_(w, g, v, 1.0 / p.iter_size if p.iter_size > 1 else 1.0,
+                                                decay, p.momentum, rate * spec.lr_mult)
+                    self.history[key] = v
+                    continue
+                if scratch is None:
+                    scratch = self._scratch_for(params)
+                g = regularized_gradient(g, w, p.iter_size, decay, p.regularization_type, scratch)
                 v = momentum_update(v, g, p.momentum, rate * spec.lr_mult)
                 self.history[key] = v
                 w.sub_(v)
@@ -331,3 +338,75 @@ def regularized_gradient(g: torch.Tensor, w: torch.Tensor, iter_size: int, decay
 def momentum_update(v: torch.Tensor, g: torch.Tensor, momentum: float, local_rate: float) -> torch.Tensor:
     """Caffe's history update ``v = momentum * v + local_rate * g`` (caffe_cpu_axpby)."""
     return v.mul_(momentum).add_(g, alpha=local_rate)
+
+
+def _torch_update(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor, iter_size: int, decay: float,
+                  momentum: float, rate: float) -> None:
+    """The update of one blob by torch operations (``_apply_update``'s general path)."""
+    scratch = {(w.device, w.dtype): torch.empty(w.numel(), dtype=w.dtype, device=w.device)}
+    g = regularized_gradient(g, w, iter_size, decay, "L2", scratch)
+    momentum_update(v, g, momentum, rate)
+    w.sub_(v)
+
+
+@functools.cache
+def _fused_update_matches_torch(device: str = "cpu") -> bool:
+    """Whether ``torch.ops.frcnn.sgd_update_`` (csrc/solver: the update in one pass over memory)
+    gives, on this machine and device (``"cpu"``, ``"cuda:0"``, ...), the bits of the torch
+    operations of the general path. Checked once per process and device on 2,000 values of the
+    sizes a solver sees (normal, tiny, subnormal, zero of both signs, infinite, NaN), for every
+    form of the update (iter_size 1 and 3, decay 0 and not), lengths that end inside a vector
+    register included. False (the torch path) where it differs, where the extension or its CUDA
+    kernel is missing, or with ``FRCNN_FUSED_SGD=0``."""
+    if os.environ.get("FRCNN_FUSED_SGD", "1") == "0":
+        return False
+    try:
+        from frcnn.ops._native import native, with_cuda
+
+        native()
+        op = torch.ops.frcnn.sgd_update_
+        if torch.device(device).type == "cuda" and not with_cuda():
+            return False
+    except (ImportError, AttributeError, RuntimeError):
+        return False
+    gen = torch.Generator().manual_seed(20161201)
+    n = 2000
+
+    def values(scale: float) -> torch.Tensor:
+        x = torch.randn(n, generator=gen) * scale * torch.exp(torch.randn(n, generator=gen) * 3)
+        x[:12] = torch.tensor([0.0, -0.0, 1e-40, -1e-40, 1e-30, float("inf"), float("-inf"), float("nan"),
+                               1.0, -1.0, 3e38, -3e38])
+        return x[torch.randperm(n, generator=gen)].to(device)
+
+    w0, g0, v0 = values(1e-2), values(1e-3), values(1e-4)
+    for iter_size in (1, 3):
+        for decay in (0.0, 0.0005):
+            for momentum, rate in ((0.9, 0.001), (0.9, 0.002 * 2), (0.0, 0.1)):
+                for length in (n, 1, 7, 13, 31, 1027):
+                    w1, g1, v1 = w0[:length].clone(), g0[:length].clone(), v0[:length].clone()
+                    w2, g2, v2 = w1.clone(), g1.clone(), v1.clone()
+                    _torch_update(w1, g1, v1, iter_size, decay, momentum, rate)
+                    try:
+                        op(w2, g2, v2, 1.0 / iter_size if iter_size > 1 else 1.0, decay, momentum, rate)
+                    except (RuntimeError, NotImplementedError) as exc:  # no kernel for this device
+                        logger.info("frcnn::sgd_update_ is not available on %s (%s): the solver updates "
+                                    "by the torch operations", device, exc)
+                        return False
+                    for a, b in ((w1, w2), (v1, v2)):
+                        if not torch.equal(a.view(torch.int32), b.view(torch.int32)):
+                            logger.info("frcnn::sgd_update_ differs from the torch operations on %s: "
+                                        "the solver updates by the torch operations", device)
+                            return False
+    return True
+
+
+def _fused_update_applies(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor, decay: float,
+                          regularization: str) -> bool:
+    """The one-pass update serves float32 blobs on the CPU or a CUDA device with L2 (or no)
+    weight decay; anything else takes the torch operations."""
+    return (w.device.type in ("cpu", "cuda") and g.device == w.device and v.device == w.device
+            and w.dtype == torch.float32 and g.dtype == torch.float32 and v.dtype == torch.float32
+            and w.is_contiguous() and g.is_contiguous() and v.is_contiguous()
+            and (regularization == "L2" or not decay)
+            and g.data_ptr() != w.data_ptr() and v.data_ptr() != w.data_ptr() and v.data_ptr() != g.data_ptr()
+            and _fused_update_matches_torch(str(w.device)))

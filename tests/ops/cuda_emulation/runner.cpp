@@ -20,11 +20,14 @@
 //   roi_backward   dtype batch channels height width rois pooled_h pooled_w seed [index ...]
 //                  in: grad, rois, argmax (int32)       out: grad_input, flags (2, int64)
 //   roi_gather     the same and scale                   out: grad_input, flags (3, int64)
+//   sgd_update     n grad_scale decay momentum rate seed [blocks B] (floats as C99 hex, %a)
+//                  in: weight, grad, history (n, f32)   out: weight, history
 //   selftest_*     kernels with planted bugs, so that the tests can check the emulator sees them
 #include "cuda_emulation.h"
 
 #include "nms/nms_kernels.cuh"
 #include "roi_pool/roi_pool_kernels.cuh"
+#include "solver/sgd_kernels.cuh"
 
 #include <fstream>
 #include <iostream>
@@ -326,6 +329,29 @@ __global__ void off_by_one_kernel(float* out, int64_t n) {
   }
 }
 
+// ---- SGD update: sgd_update_cuda's launch (blocks B overrides the grid, to test the stride) ----
+void run_sgd_update(const Params& p) {
+  namespace K = frcnn::sgd_kernels;
+  const int64_t n = p.i("n");
+  const double grad_scale = p.d("grad_scale"), decay = p.d("decay");
+  std::vector<float> w_h = read_input<float>("weight", n);
+  std::vector<float> g_h = read_input<float>("grad", n);
+  std::vector<float> v_h = read_input<float>("history", n);
+  if (n > 0) {  // the wrapper returns before any launch for an empty blob
+    emu::Buffer<float> w(n, emu::Fill::kCopy, w_h.data());
+    emu::Buffer<float> g(n, emu::Fill::kCopy, g_h.data());
+    emu::Buffer<float> v(n, emu::Fill::kCopy, v_h.data());
+    const unsigned blocks = static_cast<unsigned>(std::stoll(p.get("blocks", std::to_string(K::grid_for(n)).c_str())));
+    emu::launch(dim3(blocks), dim3(K::kThreads), 0, K::update_kernel, w.get(), g.get(), v.get(), n,
+                grad_scale != 1.0, static_cast<float>(grad_scale), decay != 0.0, static_cast<float>(decay),
+                static_cast<float>(p.d("momentum")), static_cast<float>(p.d("rate")));
+    std::copy(w.get(), w.get() + n, w_h.begin());
+    std::copy(v.get(), v.get() + n, v_h.begin());
+  }
+  write_output("weight", w_h.data(), n);
+  write_output("history", v_h.data(), n);
+}
+
 // one planted-bug kernel on an output of n elements (T), written back as "out"
 template <typename T, typename Kernel, typename... Extra>
 void run_planted(unsigned blocks, unsigned threads, size_t n, emu::Fill fill, Kernel kernel,
@@ -390,6 +416,8 @@ int main(int argc, char** argv) {
       by_dtype(p, run_roi_backward<float>, run_roi_backward<double>);
     } else if (op == "roi_gather") {
       by_dtype(p, run_roi_gather<float>, run_roi_gather<double>);
+    } else if (op == "sgd_update") {
+      run_sgd_update(p);
     } else if (op.rfind("selftest_", 0) == 0) {
       run_selftest(op, p);
     } else {
