@@ -94,7 +94,9 @@ def bbox_transform_inv(boxes: Array, deltas: Array) -> Array:
         raise ValueError(
             f"bbox_transform_inv: boxes has {boxes.shape[0]} rows but deltas has {deltas.shape[0]}"
         )
-    boxes = boxes.to(deltas.dtype) if is_torch else boxes.astype(deltas.dtype, copy=False)
+    if is_torch:
+        return _bbox_transform_inv_torch(boxes.to(deltas.dtype), deltas)
+    boxes = boxes.astype(deltas.dtype, copy=False)
 
     widths = boxes[:, 2] - boxes[:, 0] + 1.0
     heights = boxes[:, 3] - boxes[:, 1] + 1.0
@@ -108,19 +110,29 @@ def bbox_transform_inv(boxes: Array, deltas: Array) -> Array:
 
     pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
     pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
-    exp = torch.exp if is_torch else np.exp
-    pred_w = exp(dw) * widths[:, None]
-    pred_h = exp(dh) * heights[:, None]
+    pred_w = np.exp(dw) * widths[:, None]
+    pred_h = np.exp(dh) * heights[:, None]
 
-    if is_torch:
-        pred = torch.empty_like(deltas)
-    else:
-        pred = np.zeros(deltas.shape, dtype=deltas.dtype)
+    pred = np.zeros(deltas.shape, dtype=deltas.dtype)
     pred[:, 0::4] = pred_ctr_x - 0.5 * pred_w
     pred[:, 1::4] = pred_ctr_y - 0.5 * pred_h
     pred[:, 2::4] = pred_ctr_x + 0.5 * pred_w
     pred[:, 3::4] = pred_ctr_y + 0.5 * pred_h
     return pred
+
+
+def _bbox_transform_inv_torch(boxes: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """The decode of :func:`bbox_transform_inv` for torch, x and y side by side: the same
+    operations on every element as the per-column form of the NumPy branch (each rounded on its
+    own), in 12 tensor operations instead of about 30 (on a GPU, 12 kernel launches)."""
+    n, k = deltas.shape
+    wh = boxes[:, 2:4] - boxes[:, 0:2] + 1.0  # (N, 2): widths, heights
+    ctr = boxes[:, 0:2] + 0.5 * wh
+    d = deltas.reshape(n, k // 4, 4)
+    wh = wh[:, None, :]
+    pred_ctr = d[..., 0:2] * wh + ctr[:, None, :]
+    half = 0.5 * (torch.exp(d[..., 2:4]) * wh)
+    return torch.cat((pred_ctr - half, pred_ctr + half), dim=2).reshape(n, k)
 
 
 def clip_boxes(boxes: Array, im_shape: Sequence[float] | Array) -> Array:
@@ -135,24 +147,20 @@ def clip_boxes(boxes: Array, im_shape: Sequence[float] | Array) -> Array:
         raise ValueError(f"clip_boxes: im_shape must hold (height, width), got {im_shape!r}")
     if isinstance(boxes, torch.Tensor):
         h, w = im_shape[0], im_shape[1]
-        if isinstance(h, torch.Tensor):
-            h_max = h.to(device=boxes.device, dtype=boxes.dtype) - 1
-            w_max = w.to(device=boxes.device, dtype=boxes.dtype) - 1
-        else:
-            # H - 1 and W - 1 in the boxes' type, computed on the host and passed to the kernels
-            # as numbers (a tensor made on a GPU from a host number is a copy the host waits for)
-            h_max = (torch.tensor(float(h), dtype=boxes.dtype) - 1).item()
-            w_max = (torch.tensor(float(w), dtype=boxes.dtype) - 1).item()
-
-        def upto(x: torch.Tensor, limit: torch.Tensor | float) -> torch.Tensor:
-            return (torch.minimum(x, limit) if isinstance(limit, torch.Tensor) else x.clamp(max=limit)).clamp_min(0)
-
-        out = boxes.clone()
-        out[:, 0::4] = upto(boxes[:, 0::4], w_max)
-        out[:, 1::4] = upto(boxes[:, 1::4], h_max)
-        out[:, 2::4] = upto(boxes[:, 2::4], w_max)
-        out[:, 3::4] = upto(boxes[:, 3::4], h_max)
-        return out
+        n, k = boxes.shape
+        xy = boxes.reshape(n, k // 4, 2, 2)  # [..., 0]: x1 and x2, [..., 1]: y1 and y2
+        if isinstance(h, torch.Tensor) or isinstance(w, torch.Tensor):
+            # (W - 1, H - 1) in the boxes' type, on their device: min(x, limit), then max(., 0)
+            limits = torch.stack([torch.as_tensor(v, device=boxes.device).reshape(()) for v in (w, h)])
+            limits = limits.to(device=boxes.device, dtype=boxes.dtype) - 1
+            return torch.minimum(xy, limits).clamp_min_(0).reshape(n, k)
+        # H - 1 and W - 1 in the boxes' type, computed on the host and passed to the kernels
+        # as numbers (a tensor made on a GPU from a host number is a copy the host waits for)
+        h_max = (torch.tensor(float(h), dtype=boxes.dtype) - 1).item()
+        w_max = (torch.tensor(float(w), dtype=boxes.dtype) - 1).item()
+        x = xy[..., 0].clamp(max=w_max).clamp_min_(0)
+        y = xy[..., 1].clamp(max=h_max).clamp_min_(0)
+        return torch.stack((x, y), dim=3).reshape(n, k)
     if isinstance(im_shape, torch.Tensor):
         raise TypeError("clip_boxes: NumPy boxes need a plain (height, width) im_shape, got a tensor")
     h, w = im_shape[0], im_shape[1]

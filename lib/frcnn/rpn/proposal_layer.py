@@ -168,9 +168,7 @@ class ProposalLayer(PositionedLayer, AnchorLayer):
 
         # 4. boxes smaller than min_size (original-image pixels) scaled by the image scale fail
         min_size = self.min_size * info[2].to(boxes.dtype)
-        ws = boxes[:, 2] - boxes[:, 0] + 1
-        hs = boxes[:, 3] - boxes[:, 1] + 1
-        valid = (ws >= min_size) & (hs >= min_size)
+        valid = ((boxes[:, 2:4] - boxes[:, 0:2] + 1) >= min_size).all(dim=1)  # width and height
         boxes = torch.where(valid[:, None], boxes, torch.zeros((), dtype=boxes.dtype, device=boxes.device)).float()
         scores = scores.float()
         n = scores.shape[0]
