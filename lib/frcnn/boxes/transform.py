@@ -56,6 +56,8 @@ def bbox_transform(ex_rois: Array, gt_rois: Array) -> Array:
         raise ValueError(
             f"bbox_transform: ex_rois has {ex_rois.shape[0]} rows but gt_rois has {gt_rois.shape[0]}"
         )
+    if is_torch:
+        return _bbox_transform_torch(ex_rois, gt_rois)
     ex_w = ex_rois[:, 2] - ex_rois[:, 0] + 1.0
     ex_h = ex_rois[:, 3] - ex_rois[:, 1] + 1.0
     ex_x = ex_rois[:, 0] + 0.5 * ex_w
@@ -68,13 +70,19 @@ def bbox_transform(ex_rois: Array, gt_rois: Array) -> Array:
 
     dx = (gt_x - ex_x) / ex_w
     dy = (gt_y - ex_y) / ex_h
-    if is_torch:
-        dw = torch.log(gt_w / ex_w)
-        dh = torch.log(gt_h / ex_h)
-        return torch.stack((dx, dy, dw, dh), dim=1)
     dw = np.log(gt_w / ex_w)
     dh = np.log(gt_h / ex_h)
     return np.vstack((dx, dy, dw, dh)).transpose()
+
+
+def _bbox_transform_torch(ex_rois: torch.Tensor, gt_rois: torch.Tensor) -> torch.Tensor:
+    """The encode of :func:`bbox_transform` for torch, x and y side by side: per element the
+    arithmetic of the NumPy branch's per-column form, in 13 tensor operations instead of 25."""
+    ex_wh = ex_rois[:, 2:4] - ex_rois[:, 0:2] + 1.0
+    ex_ctr = ex_rois[:, 0:2] + 0.5 * ex_wh
+    gt_wh = gt_rois[:, 2:4] - gt_rois[:, 0:2] + 1.0
+    gt_ctr = gt_rois[:, 0:2] + 0.5 * gt_wh
+    return torch.cat(((gt_ctr - ex_ctr) / ex_wh, torch.log(gt_wh / ex_wh)), dim=1)
 
 
 def bbox_transform_inv(boxes: Array, deltas: Array) -> Array:
