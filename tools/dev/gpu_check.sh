@@ -77,7 +77,7 @@ summary() {
     for log in bench_ops bench_detector; do
       if [ -f "$LOG_DIR/$log.log" ]; then
         echo
-        grep -E '^(device|\|)' "$LOG_DIR/$log.log" || true
+        grep -E '^(device|SGD update|\|)' "$LOG_DIR/$log.log" || true
       fi
     done
   } | tee "$LOG_DIR/summary.md"
