@@ -8,7 +8,7 @@
 
 #include "nms/nms.h"
 #include "roi_pool/roi_pool.h"
-#include "solver/sgd.h"
+#include "sgd/sgd.h"
 
 TORCH_LIBRARY(frcnn, m) {
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");

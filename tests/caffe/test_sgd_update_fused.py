@@ -1,4 +1,4 @@
-"""frcnn::sgd_update_ (csrc/solver): the solver's per-blob update in one pass over memory.
+"""frcnn::sgd_update_ (csrc/sgd): the solver's per-blob update in one pass over memory.
 
 It must give the torch operations' bits (the solver's general path), and the solver must take it
 only where a check on the running machine says so."""

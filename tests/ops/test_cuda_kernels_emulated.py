@@ -321,7 +321,7 @@ def test_backward_kernels_skip_and_report_bad_rois_and_argmax(emu):
         assert flags[0] == 3
 
 
-# ---- the SGD update (csrc/solver/sgd_kernels.cuh) -------------------------------------------
+# ---- the SGD update (csrc/sgd/sgd_kernels.cuh) -------------------------------------------
 
 @functools.cache
 def libm_fmaf():

@@ -351,7 +351,7 @@ def _torch_update(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor, iter_size: 
 
 @functools.cache
 def _fused_update_matches_torch(device: str = "cpu") -> bool:
-    """Whether ``torch.ops.frcnn.sgd_update_`` (csrc/solver: the update in one pass over memory)
+    """Whether ``torch.ops.frcnn.sgd_update_`` (csrc/sgd: the update in one pass over memory)
     gives, on this machine and device (``"cpu"``, ``"cuda:0"``, ...), the bits of the torch
     operations of the general path. Checked once per process and device on 2,000 values of the
     sizes a solver sees (normal, tiny, subnormal, zero of both signs, infinite, NaN), for every

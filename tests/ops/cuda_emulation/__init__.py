@@ -29,7 +29,7 @@ SOURCES = [
     ROOT / "csrc" / "nms" / "nms_kernels.cuh",
     ROOT / "csrc" / "roi_pool" / "roi_pool_kernels.cuh",
     ROOT / "csrc" / "roi_pool" / "roi_pool_bins.h",
-    ROOT / "csrc" / "solver" / "sgd_kernels.cuh",
+    ROOT / "csrc" / "sgd" / "sgd_kernels.cuh",
 ]
 # -ffp-contract=off: no fused multiply-add, as the kernels' __d*_rn and nvcc's defaults for
 # the rest would give; UBSan makes a signed overflow, a bad shift or a float -> int conversion

@@ -27,7 +27,7 @@
 
 #include "nms/nms_kernels.cuh"
 #include "roi_pool/roi_pool_kernels.cuh"
-#include "solver/sgd_kernels.cuh"
+#include "sgd/sgd_kernels.cuh"
 
 #include <fstream>
 #include <iostream>

@@ -5,8 +5,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "solver/sgd.h"
-#include "solver/sgd_kernels.cuh"
+#include "sgd/sgd.h"
+#include "sgd/sgd_kernels.cuh"
 
 namespace frcnn {
 

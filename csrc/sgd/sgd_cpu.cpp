@@ -1,5 +1,5 @@
 // frcnn::sgd_update_ on the CPU: see sgd.h for the arithmetic.
-#include "solver/sgd.h"
+#include "sgd/sgd.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
