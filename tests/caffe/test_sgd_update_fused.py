@@ -45,7 +45,7 @@ def test_op_gives_the_bits_of_the_torch_operations(n, iter_size, decay):
     w1, g1, v1 = blobs(n, n + iter_size)
     w2, g2, v2 = w1.clone(), g1.clone(), v1.clone()
     rate, momentum = 0.001 * 2, 0.9
-    solver_mod._torch_update(w1, g1, v1, iter_size, decay, momentum, rate)
+    solver_mod._torch_update(w1, g1, v1, iter_size, decay, "L2", momentum, rate)
     with_threads = torch.get_num_threads()
     torch.set_num_threads(2)  # more than one chunk of at::parallel_for for the large sizes
     try:
@@ -134,7 +134,7 @@ def test_the_check_finds_a_copy_that_rounds_otherwise():
 def test_cuda_op_gives_the_bits_of_torchs_cuda_operations(n, iter_size, decay):
     w1, g1, v1 = (t.cuda() for t in blobs(n, n))
     w2, g2, v2 = w1.clone(), g1.clone(), v1.clone()
-    solver_mod._torch_update(w1, g1, v1, iter_size, decay, 0.9, 0.002)
+    solver_mod._torch_update(w1, g1, v1, iter_size, decay, "L2", 0.9, 0.002)
     op(w2, g2, v2, 1.0 / iter_size if iter_size > 1 else 1.0, decay, 0.9, 0.002)
     assert torch.equal(bits(w1), bits(w2))
     assert torch.equal(bits(v1), bits(v2))

@@ -374,6 +374,6 @@ def test_sgd_update_kernel_gives_the_torch_operations_bits(emu, n, blocks, iter_
     assert np.array_equal(out["history"].view(np.int32), h.numpy().view(np.int32))
     assert np.array_equal(out["weight"].view(np.int32), expected_w.view(np.int32))
     if solver_mod._fused_update_matches_torch():  # on this CPU torch's kernels fuse it themselves
-        solver_mod._torch_update(tw, tg, tv, iter_size, decay, momentum, rate)
+        solver_mod._torch_update(tw, tg, tv, iter_size, decay, "L2", momentum, rate)
         assert np.array_equal(out["weight"].view(np.int32), tw.numpy().view(np.int32))
         assert np.array_equal(out["history"].view(np.int32), tv.numpy().view(np.int32))

@@ -147,8 +147,7 @@ def bench_sgd(device: torch.device, repeats: int, warmup: int, quick: bool) -> t
 
     def torch_ops():
         for w, gr, v, d, r in zip(ws, gs, vs, decays, rates):
-            reg = solver_mod.regularized_gradient(gr, w, 1, d, "L2", scratch)
-            w.sub_(solver_mod.momentum_update(v, reg, 0.9, r))
+            solver_mod._torch_update(w, gr, v, 1, d, "L2", 0.9, r, scratch)
 
     params = [torch.nn.Parameter(w) for w in ws]
     for p, gr in zip(params, gs):

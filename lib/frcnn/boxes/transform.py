@@ -160,7 +160,7 @@ def clip_boxes(boxes: Array, im_shape: Sequence[float] | Array) -> Array:
         if isinstance(h, torch.Tensor) or isinstance(w, torch.Tensor):
             # (W - 1, H - 1) in the boxes' type, on their device: min(x, limit), then max(., 0)
             limits = torch.stack([torch.as_tensor(v, device=boxes.device).reshape(()) for v in (w, h)])
-            limits = limits.to(device=boxes.device, dtype=boxes.dtype) - 1
+            limits = limits.to(boxes.dtype) - 1
             return torch.minimum(xy, limits).clamp_min_(0).reshape(n, k)
         # H - 1 and W - 1 in the boxes' type, computed on the host and passed to the kernels
         # as numbers (a tensor made on a GPU from a host number is a copy the host waits for)

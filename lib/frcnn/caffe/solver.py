@@ -227,16 +227,14 @@ class SGDSolver:
                     v = v.to(w.device)
                 decay = p.weight_decay * spec.decay_mult
                 if _fused_update_applies(w, g, v, decay, p.regularization_type):
-                    torch.ops.frcnn.sgd_update_(w, g, v, 1.0 / p.iter_size if p.iter_size > 1 else 1.0,
-                                                decay, p.momentum, rate * spec.lr_mult)
-                    self.history[key] = v
-                    continue
-                if scratch is None:
-                    scratch = self._scratch_for(params)
-                g = regularized_gradient(g, w, p.iter_size, decay, p.regularization_type, scratch)
-                v = momentum_update(v, g, p.momentum, rate * spec.lr_mult)
+                    torch.ops.frcnn.sgd_update_(w, g, v, _grad_scale(p.iter_size), decay, p.momentum,
+                                                rate * spec.lr_mult)
+                else:
+                    if scratch is None:
+                        scratch = self._scratch_for(params)
+                    _torch_update(w, g, v, p.iter_size, decay, p.regularization_type, p.momentum,
+                                  rate * spec.lr_mult, scratch)
                 self.history[key] = v
-                w.sub_(v)
 
     def _scratch_for(self, params: list) -> dict[tuple, torch.Tensor]:
         """Work space for the update, kept between iterations: one buffer per (device, dtype) as
@@ -341,12 +339,20 @@ def momentum_update(v: torch.Tensor, g: torch.Tensor, momentum: float, local_rat
 
 
 def _torch_update(w: torch.Tensor, g: torch.Tensor, v: torch.Tensor, iter_size: int, decay: float,
-                  momentum: float, rate: float) -> None:
-    """The update of one blob by torch operations (``_apply_update``'s general path)."""
-    scratch = {(w.device, w.dtype): torch.empty(w.numel(), dtype=w.dtype, device=w.device)}
-    g = regularized_gradient(g, w, iter_size, decay, "L2", scratch)
+                  regularization: str, momentum: float, rate: float,
+                  scratch: dict[tuple, torch.Tensor] | None = None) -> None:
+    """The update of one blob by torch operations, in place in ``w`` and ``v`` (``_apply_update``'s
+    general path; ``scratch`` as ``regularized_gradient`` takes it, or None for a fresh one)."""
+    if scratch is None:
+        scratch = {(w.device, w.dtype): torch.empty(w.numel(), dtype=w.dtype, device=w.device)}
+    g = regularized_gradient(g, w, iter_size, decay, regularization, scratch)
     momentum_update(v, g, momentum, rate)
     w.sub_(v)
+
+
+def _grad_scale(iter_size: int) -> float:
+    """``sgd_update_``'s grad_scale: 1 / iter_size, or exactly 1 (no scaling) for iter_size 1."""
+    return 1.0 / iter_size if iter_size > 1 else 1.0
 
 
 @functools.cache
@@ -385,9 +391,9 @@ def _fused_update_matches_torch(device: str = "cpu") -> bool:
                 for length in (n, 1, 7, 13, 31, 1027):
                     w1, g1, v1 = w0[:length].clone(), g0[:length].clone(), v0[:length].clone()
                     w2, g2, v2 = w1.clone(), g1.clone(), v1.clone()
-                    _torch_update(w1, g1, v1, iter_size, decay, momentum, rate)
+                    _torch_update(w1, g1, v1, iter_size, decay, "L2", momentum, rate)
                     try:
-                        op(w2, g2, v2, 1.0 / iter_size if iter_size > 1 else 1.0, decay, momentum, rate)
+                        op(w2, g2, v2, _grad_scale(iter_size), decay, momentum, rate)
                     except (RuntimeError, NotImplementedError) as exc:  # no kernel for this device
                         logger.info("frcnn::sgd_update_ is not available on %s (%s): the solver updates "
                                     "by the torch operations", device, exc)
