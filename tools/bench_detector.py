@@ -24,7 +24,8 @@ classes) in ``RoIHeads`` (score 0.05, NMS 0.3, 100 detections). Without torchvis
 are left out (said in the output).
 
 Modes: fp32 (TF32 off), tf32 (TF32 on; GPUs only), bf16 (autocast bfloat16 with TF32 on for
-what stays float32). Times: CUDA events on the chosen GPU, the wall clock on the CPU; the
+what stays float32; on a CPU without native bf16 kernels only its test is timed, training
+there takes minutes an iteration). Times: CUDA events on the chosen GPU, the wall clock on the CPU; the
 median over ``--repeats`` runs after ``--warmup`` untimed ones, ours and torchvision's taking
 turns (one run of each per round, tests first, then training). Prints a markdown table and
 writes the rows as JSON (``--json``, default output/bench_detector/<device>.json).
@@ -357,18 +358,31 @@ def tv_train(s: Settings, net_name: str, mode: str) -> Run:
 # ----------------------------------------------------------------------------- the run
 
 
+def trains_in(s: Settings, mode: str) -> bool:
+    """Whether a mode's training iterations are timed: not bf16 on a CPU without native bf16
+    kernels, where one ZF iteration takes minutes (torch's generic bf16 matrix product; see
+    frcnn.caffe.precision.cpu_has_native)."""
+    from frcnn.caffe.precision import cpu_has_native
+
+    return not (s.device.type == "cpu" and mode == "bf16" and not cpu_has_native(torch.bfloat16))
+
+
 def bench(s: Settings, nets: list[str], modes: list[str], train: bool, with_tv: bool) -> list[dict]:
     rows = []
+    if train and not all(trains_in(s, m) for m in modes):
+        print("bench_detector: this CPU has no native bf16 kernels (AVX512-BF16 or AMX): bf16 training "
+              "is left out (torch's generic kernels take minutes per iteration); bf16 testing is timed")
     for net_name in nets:
         for mode in modes:
             impls = {"frcnn": (ours_test, ours_train)}
             if with_tv:
                 impls["torchvision"] = (tv_test, tv_train)
             tests = take_turns(s, {impl: fns[0](s, net_name, mode) for impl, fns in impls.items()})
-            trains = take_turns(s, {impl: fns[1](s, net_name, mode) for impl, fns in impls.items()}) if train else {}
+            timed = train and trains_in(s, mode)
+            trains = take_turns(s, {impl: fns[1](s, net_name, mode) for impl, fns in impls.items()}) if timed else {}
             for impl in impls:
                 row: dict[str, Any] = {"net": net_name, "mode": mode, "impl": impl, **tests[impl]}
-                row["train"] = trains[impl]["train"] if train else None
+                row["train"] = trains[impl]["train"] if timed else None
                 rows.append(row)
                 print(f"bench_detector: {format_row(row)}", flush=True)
     return rows

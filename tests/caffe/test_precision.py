@@ -45,6 +45,32 @@ def test_amp_setting_names_the_key_and_maps_to_a_dtype():
     assert Precision.from_config(toy_cfg(TRAIN__AMP="fp16"), TEST).amp is None  # a TEST net reads TEST.AMP
 
 
+def test_emulated_low_precision_on_the_cpu_is_said_once(monkeypatch, caplog):
+    from frcnn.caffe import precision
+
+    monkeypatch.setattr(precision, "_warned_slow", set())
+    monkeypatch.setattr(precision, "cpu_has_native", lambda dtype: dtype != torch.bfloat16)
+    with caplog.at_level("WARNING", logger="frcnn.caffe.precision"):
+        for _ in range(3):
+            with precision.autocast("cpu", torch.bfloat16):
+                pass
+        assert not precision.warn_if_emulated("cpu", torch.float16)  # native here
+        assert not precision.warn_if_emulated("cuda", torch.bfloat16)  # a GPU: never
+        assert not precision.warn_if_emulated("cpu", None)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "bf16 autocast on a CPU without native bf16 kernels" in said[0], said
+    assert precision.warn_if_emulated("cpu", torch.bfloat16)  # still emulated, not said again
+    assert len(caplog.records) == 1
+
+
+def test_native_kernels_are_what_torch_reports():
+    from frcnn.caffe.precision import cpu_has_native
+
+    assert cpu_has_native(torch.bfloat16) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_has_native(torch.float16) == torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    assert cpu_has_native(torch.float32)
+
+
 def test_bf16_runs_convolutions_low_and_keeps_probabilities_rois_and_losses_float32():
     net, inputs = make_test_net(toy_cfg(TEST__AMP="bf16"))
     out = net.forward(**inputs)

@@ -27,12 +27,16 @@ import io
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from frcnn.errors import InputError, UserError
+
+# torch is imported where it is used: frcnn.cli (every tool) imports this module, and the
+# bookkeeping tools (tools/paper_table.py, tools/paper_report.py) need no torch
+if TYPE_CHECKING:
+    import torch
 
 #: the variables torchrun sets for each rank (all or none of the first three)
 ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
@@ -123,6 +127,7 @@ def start(timeout_s: float, use_cuda: bool) -> World:
     the CPU. ``timeout_s`` bounds the rendezvous and every collective.
     """
     global _GROUP
+    import torch
     import torch.distributed as dist
 
     from frcnn.utils.rank_watch import RankWatch
@@ -230,6 +235,7 @@ def average_(tensors: Sequence[torch.Tensor]) -> None:
     1 / size (Caffe's multi-GPU gradient step). The same tensors, in the same order, on every rank."""
     if _GROUP is None or not tensors:
         return
+    import torch
     import torch.distributed as dist
 
     scale = 1.0 / _GROUP.world.size
@@ -268,6 +274,7 @@ def all_gather_bytes(data: bytes) -> list[bytes]:
     """Every rank's ``data``, in rank order (``[data]`` for a single process)."""
     if _GROUP is None:
         return [bytes(data)]
+    import torch
     import torch.distributed as dist
 
     group = _count()
