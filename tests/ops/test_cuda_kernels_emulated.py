@@ -15,13 +15,20 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+
 import numpy as np
 import pytest
 import torch
 
 from frcnn.ops._native import native
-from tests.boxes.nms_reference import (degenerate_dets, integer_dets, proposal_dets, py_cpu_nms,
-                                       random_dets, threshold_dets)
+from tests.boxes.nms_reference import (
+    degenerate_dets,
+    integer_dets,
+    proposal_dets,
+    py_cpu_nms,
+    random_dets,
+    threshold_dets,
+)
 from tests.ops import cuda_emulation
 from tests.ops.test_roi_pool import random_rois
 
@@ -40,7 +47,7 @@ def emu(tmp_path_factory) -> cuda_emulation.Runner:
 # ---- the emulator catches planted bugs -----------------------------------------------------
 
 def selftest(emu, name, dtype=np.int32, **params):
-    p = dict(threads=64, blocks=3, len=1, seed=0)
+    p = {"threads": 64, "blocks": 3, "len": 1, "seed": 0}
     p.update(params)
     return emu.run(f"selftest_{name}", p, {}, {"out": dtype})["out"]
 
@@ -80,9 +87,9 @@ def test_emulator_faults_on_a_write_past_the_end(emu):
 
 def emu_nms(emu, dets: np.ndarray, thresh: float, seed=0, reduce_threads=1024, removed="auto"):
     dtype = dets.dtype
-    out = emu.run("nms", dict(n=len(dets), dtype="f32" if dtype == np.float32 else "f64",
-                              threshold=repr(float(thresh)), seed=seed,
-                              reduce_threads=reduce_threads, removed=removed),
+    out = emu.run("nms", {"n": len(dets), "dtype": "f32" if dtype == np.float32 else "f64",
+                          "threshold": repr(float(thresh)), "seed": seed,
+                          "reduce_threads": reduce_threads, "removed": removed},
                   {"boxes": dets[:, :4].copy(), "scores": dets[:, 4].copy()},
                   {"keep": np.int64, "info": np.int64})
     return out["keep"].tolist(), out["info"]
@@ -173,9 +180,9 @@ def roi_case(seed, dtype, batch=2, channels=5, height=14, width=19, rois=23, sca
 def emu_forward(emu, features, rois, ph, pw, scale, index="auto", seed=0):
     n, c, h, w = features.shape
     dtype = "f32" if features.dtype == np.float32 else "f64"
-    out = emu.run("roi_forward", dict(dtype=dtype, batch=n, channels=c, height=h, width=w,
-                                      rois=len(rois), pooled_h=ph, pooled_w=pw, scale=repr(scale),
-                                      seed=seed, index=index),
+    out = emu.run("roi_forward", {"dtype": dtype, "batch": n, "channels": c, "height": h, "width": w,
+                                  "rois": len(rois), "pooled_h": ph, "pooled_w": pw, "scale": repr(scale),
+                                  "seed": seed, "index": index},
                   {"features": features, "rois": rois},
                   {"output": features.dtype, "argmax": np.int32, "bad_row": np.int32})
     shape = (len(rois), c, ph, pw)
@@ -225,8 +232,8 @@ def test_roi_forward_without_rois_launches_nothing(emu):
 def emu_backward(emu, op, grad, rois, argmax, shape, scale=None, index="auto", seed=0):
     n, c, h, w = shape
     r, _, ph, pw = grad.shape
-    params = dict(dtype="f32" if grad.dtype == np.float32 else "f64", batch=n, channels=c,
-                  height=h, width=w, rois=r, pooled_h=ph, pooled_w=pw, seed=seed, index=index)
+    params = {"dtype": "f32" if grad.dtype == np.float32 else "f64", "batch": n, "channels": c,
+              "height": h, "width": w, "rois": r, "pooled_h": ph, "pooled_w": pw, "seed": seed, "index": index}
     if scale is not None:
         params["scale"] = repr(scale)
     out = emu.run(op, params, {"grad": grad, "rois": rois, "argmax": argmax},
@@ -256,7 +263,7 @@ def cpu_backward(grad, rois, argmax, shape, gather_scale=None):
 @pytest.mark.parametrize("index", ["auto", "int64"])
 def test_atomic_backward_equals_the_cpu_scatter(emu, index):
     # many RoIs on a small map, so that many gradients land on one cell in a shuffled order
-    kw = dict(rois=60, height=9, width=11, ties=True)
+    kw = {"rois": 60, "height": 9, "width": 11, "ties": True}
     features, rois, argmax, grad = backward_case(1, np.float64, integer_grads=True, **kw)
     got, flags = emu_backward(emu, "roi_backward", grad, rois, argmax, features.shape, index=index)
     assert flags.tolist() == [NO_PROBLEM] * 2
@@ -270,7 +277,7 @@ def test_atomic_backward_equals_the_cpu_scatter(emu, index):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index", ["auto", "int64"])
 def test_gather_backward_is_bit_identical_to_the_cpu(emu, dtype, index):
-    for seed, kw in [(3, dict(rois=60, height=9, width=11, ties=True)), (4, dict())]:
+    for seed, kw in [(3, {"rois": 60, "height": 9, "width": 11, "ties": True}), (4, {})]:
         features, rois, argmax, grad = backward_case(seed, dtype, **kw)
         got, flags = emu_backward(emu, "roi_gather", grad, rois, argmax, features.shape,
                                   scale=1 / 16, index=index, seed=seed)

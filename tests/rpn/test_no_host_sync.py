@@ -12,7 +12,16 @@ from frcnn.rpn.anchor_target_layer import AnchorTargetLayer
 from frcnn.rpn.generate_anchors import generate_anchors
 from frcnn.rpn.proposal_layer import ProposalLayer
 from frcnn.rpn.proposal_target_layer import ProposalTargetLayer
-from tests.meta_device import DATA_SIZE, FROM_HOST, NMS_OP, READ_BACK, TO_HOST, HostWaits, kinds, patch_for_meta
+from tests.meta_device import (
+    DATA_SIZE,
+    FROM_HOST,
+    NMS_OP,
+    READ_BACK,
+    TO_HOST,
+    HostWaits,
+    kinds,
+    patch_for_meta,
+)
 from tests.rpn.test_anchor_target_layer import random_gt, ref_anchor_targets
 from tests.rpn.test_proposal_layer import random_inputs
 from tests.rpn.test_proposal_target_layer import random_case
@@ -135,9 +144,9 @@ def test_the_meta_check_sees_each_kind_of_wait():
         _ = x * 2 + x.topk(3, dim=0).values.sum()  # no wait
         _ = torch.tensor(3.0).item()  # a host value: no wait
     assert kinds(log.waits) == [READ_BACK, DATA_SIZE, TO_HOST, FROM_HOST], log.waits
-    with pytest.raises(RuntimeError, match="same device|device"):  # devices are checked on meta as on a GPU
-        with HostWaits():
-            _ = x + torch.ones(10, 4)
+    # devices are checked on meta as on a GPU
+    with pytest.raises(RuntimeError, match="same device|device"), HostWaits():
+        _ = x + torch.ones(10, 4)
 
 
 def test_on_the_meta_device_the_test_path_waits_only_for_its_candidates_and_the_final_copy():

@@ -17,7 +17,17 @@ from frcnn.inference.test import im_detect
 from frcnn.nets.adapt import ensure_net_classes, ensure_solver_classes
 from frcnn.rpn.generate import im_proposals
 from frcnn.training.train import SolverWrapper, filter_roidb, get_roidb, set_random_seeds
-from tests.meta_device import DATA_SIZE, FROM_HOST, NMS_OP, OP_FLAG, READ_BACK, TO_HOST, HostWaits, kinds, patch_for_meta
+from tests.meta_device import (
+    DATA_SIZE,
+    FROM_HOST,
+    NMS_OP,
+    OP_FLAG,
+    READ_BACK,
+    TO_HOST,
+    HostWaits,
+    kinds,
+    patch_for_meta,
+)
 from tests.training.tiny_setup import ROOT, make_tiny_voc, tiny_config, write_tiny_nets
 
 
