@@ -137,7 +137,9 @@ def bench_sgd(device: torch.device, repeats: int, warmup: int, quick: bool) -> t
     gs = [torch.randn(s, generator=g, device=device) * 1e-3 for s in shapes]
     vs = [torch.zeros(s, device=device) for s in shapes]
     count = sum(w.numel() for w in ws)
-    decays = [0.0005 if len(s) > 1 else 0.0 for s in shapes]  # biases: decay_mult 0
+    # py-faster-rcnn's trained layers give biases lr_mult 2 and no decay_mult (so 1): biases are
+    # weight-decayed like the weights
+    decays = [0.0005 for s in shapes]
     rates = [0.001 if len(s) > 1 else 0.002 for s in shapes]  # biases: lr_mult 2
     scratch = {(device, torch.float32): torch.empty(max(w.numel() for w in ws), device=device)}
 
