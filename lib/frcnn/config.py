@@ -122,12 +122,14 @@ def get_default_config() -> EasyDict:
     C.TRAIN.RPN_PRE_NMS_TOP_N = 12000
     # Number of top scoring boxes to keep after applying NMS to RPN proposals
     C.TRAIN.RPN_POST_NMS_TOP_N = 2000
-    # Proposal height and width both need to be greater than RPN_MIN_SIZE (at orig image scale)
+    # Proposals narrower or shorter than RPN_MIN_SIZE (at the original image scale) are removed:
+    # both sides must be >= it (upstream's comment said 'greater than'; its code, like this, keeps >=)
     C.TRAIN.RPN_MIN_SIZE = 16
-    # Deprecated (outside weights)
+    # Inside weights of the positive anchors' regression targets (upstream's comment called them
+    # 'Deprecated (outside weights)'; they are the inside weights, and used)
     C.TRAIN.RPN_BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
     # Give the positive RPN examples weight of p * 1 / {num positives}
-    # and give negatives a weight of (1 - p)
+    # and give negatives a weight of (1 - p) * 1 / {num negatives}
     # Set to -1.0 to use uniform example weighting
     C.TRAIN.RPN_POSITIVE_WEIGHT = -1.0
     # (ours) Replace the solver prototxt's base_lr / stepsize / iter_size in every training run
@@ -187,7 +189,8 @@ def get_default_config() -> EasyDict:
     C.TEST.RPN_POST_NMS_TOP_N = 300
     # (Proposal files, tools/rpn_generate.py and alt-opt's proposal steps, use upstream's
     # -1 / 2000 for these two instead, unless the command line's --set names them.)
-    # Proposal height and width both need to be greater than RPN_MIN_SIZE (at orig image scale)
+    # Proposals narrower or shorter than RPN_MIN_SIZE (at the original image scale) are removed:
+    # both sides must be >= it (upstream's comment said 'greater than'; its code, like this, keeps >=)
     C.TEST.RPN_MIN_SIZE = 16
     # Test-time RPN ablations of the paper's Table 2 (lower half), in the proposal layer:
     # "none"; "no_nms" (top RPN_POST_NMS_TOP_N by score, no NMS); "no_cls" (RPN_POST_NMS_TOP_N

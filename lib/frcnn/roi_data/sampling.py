@@ -1,9 +1,9 @@
 """Fast R-CNN's foreground/background RoI sampling, one rule for both of its callers.
 
-Upstream wrote it twice: the data layer's minibatch (``roi_data.minibatch``, NumPy, drawing
-with ``rng.choice``) and the end2end proposal target layer (``rpn.proposal_target_layer``,
-torch, drawing with ``torch.randperm``). Here the rule is written once and each caller keeps
-its own random stream by handing in its draw function:
+Upstream wrote it twice, both in NumPy drawing with ``npr.choice``: the data layer's minibatch
+(``roi_data/minibatch.py``) and the end2end proposal target layer
+(``rpn/proposal_target_layer.py``). Here the rule is written once: the data layer hands in its
+draw function, the proposal target layer uses the rule's fixed-size form (``keyed_fg_bg``, below):
 
 1. quota: ``fg_rois_per_image = round(FG_FRACTION * rois_per_image)`` as an integer (halves to
    even, like ``np.round``; upstream's proposal target layer kept a float there, #480);
@@ -13,10 +13,12 @@ its own random stream by handing in its draw function:
    taken, #bg)`` of them drawn likewise;
 4. the kept row indices (int64), fg first, then bg, each part in the draw's order.
 
-A draw ``choose(inds, k)`` returns ``k`` of ``inds`` without replacement; ``numpy_choice(rng)``
-and ``torch_choice`` are the two callers' draws, each consuming its RNG exactly as upstream
-(NumPy: ``rng.choice(inds, size=k, replace=False)``, skipped when ``inds`` is empty; torch:
-``torch.randperm`` on ``inds``' device, always called).
+A draw ``choose(inds, k)`` returns ``k`` of ``inds`` without replacement: ``numpy_choice(rng)``
+is the data layer's, consuming its RNG as upstream's minibatch does
+(``rng.choice(inds, size=k, replace=False)``, skipped when ``inds`` is empty); ``torch_choice``
+is the same rule on torch index tensors (``torch.randperm`` on ``inds``' device), which the tests
+use to hold the two array forms to one another. The proposal target layer itself draws with the
+keyed form below.
 
 The fixed-size form (``keyed_take``, ``keyed_fg_bg``) is what the RPN layers use on the device:
 the same rule with masks instead of index lists, so that no count leaves the device. Every

@@ -1,7 +1,7 @@
 """Settings derived from a dataset, for a set that has no ``models/<name>/`` of its own.
 
 The shipped PASCAL VOC nets and solvers assume VOC: anchors of 128-512 px, a learning-rate
-step every 2000 iterations (the SMALL solver) or at 50000 (the paper's), snapshots every
+step every 2000 iterations (the SMALL solver) or at 50000 (upstream's end2end solvers), snapshots every
 10000. For another set :func:`derive_defaults` measures the data
 (:func:`frcnn.datasets.summary.summarize`) and derives, each with the reason printed:
 
