@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         classes, source = model_classes(caffemodel, net_num_classes(parse_file(prototxt)), args.classes)
     print(f"Classes ({source}): {', '.join(classes[1:])}")
     out_dir = args.out or os.path.join(cfg.ROOT_DIR, "output", "demo")
-    prototxt = ensure_net_classes(prototxt, len(classes), out_dir)
+    prototxt = ensure_net_classes(prototxt, len(classes), out_dir, cfg=cfg)  # classes and anchors
     net = Net(prototxt, caffemodel, TEST, cfg=cfg).to(device_from_config(cfg))
     print(f"\n\nLoaded network {caffemodel}")
 

@@ -160,3 +160,31 @@ def test_end2end_script_derives_the_settings_of_a_set_without_models(tmp_path):
     finally:
         os.remove(link)
         shutil.rmtree(os.path.join(ROOT, "output", exp_dir), ignore_errors=True)
+
+
+def test_demo_builds_the_net_with_the_anchors_of_the_models_derived_settings(trained, tmp_path):
+    # a model trained with 12 anchors (as experiments/scripts derive for some sets), its
+    # derived_defaults.yml beside it, and the shipped 9-anchor test prototxt given to the demo
+    model_dir = tmp_path / "model"
+    final = tmp_path / "final.txt"
+    settings = [*trained["settings"], "ROOT_DIR", str(tmp_path / "root")]
+    r = run_tool_process(
+        "train_net.py", "--cpu", "--solver", trained["nets"]["solver"], "--imdb", "tiny_trainval", "--iters", "2",
+        "--final_model_file", str(final), "--cfg", END2END_CFG, "--set", *settings,
+        "ANCHOR_SCALES", "[4, 8, 16, 32]", env=tool_env(OMP_NUM_THREADS="1"), timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    model_dir.mkdir()
+    model = model_dir / "model.caffemodel"
+    shutil.copy(final.read_text().strip(), model)
+    shutil.copy(os.path.join(os.path.dirname(final.read_text().strip()), "classes.txt"), model_dir / "classes.txt")
+    (model_dir / "derived_defaults.yml").write_text("ANCHOR_SCALES: [4, 8, 16, 32]\n")
+    r = run_tool_process(
+        "demo.py", "--cpu", "--def", trained["nets"]["test"], "--caffemodel", str(model),
+        "--images", str(trained["data"] / "tiny" / "JPEGImages" / "000008.png"), "--out", str(tmp_path / "drawn"),
+        "--set", *settings, env=tool_env(OMP_NUM_THREADS="1"), timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"Reading {model_dir / 'derived_defaults.yml'}" in r.stdout
+    assert "9 -> 12 anchors (scales [4, 8, 16, 32]" in r.stdout
+    assert os.path.isfile(tmp_path / "drawn" / "detections.json")
