@@ -9,6 +9,7 @@ import os
 
 from frcnn.cli import add_flag, config_from_args, run_ranks, run_tool, tool_parser, wait_for_file
 from frcnn.config import device_from_config, get_output_dir
+from frcnn.errors import InputError
 from frcnn.inference.test import test_net
 from frcnn.nets.adapt import ensure_net_classes
 from frcnn.utils.rank_agreement import check_ranks_agree, file_items, image_list_digest
@@ -31,9 +32,32 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, echo=True)
+    check_proposal_source(args.prototxt, bool(cfg.TEST.HAS_RPN) and args.proposals is None)  # --proposals: False
     wait_for_file(args.caffemodel, args.wait)
     with run_ranks(cfg):  # under torchrun: the ranks share the images, rank 0 evaluates
         return test(args, cfg)
+
+
+def check_proposal_source(prototxt: str, has_rpn: bool) -> None:
+    """Refuse a net whose inputs do not fit TEST.HAS_RPN: a Faster R-CNN net (no ``rois`` input:
+    its RPN makes the proposals) tested with HAS_RPN False, upstream's default, would look for
+    selective-search files; a Fast R-CNN net (a ``rois`` input) needs proposals from somewhere."""
+    from frcnn.caffe.netspec import input_layer
+    from frcnn.caffe.prototxt import parse_file
+
+    net = parse_file(prototxt)
+    layers = [input_layer(net), *net.get_msgs("layer")]
+    inputs = {t for lp in layers if lp is not None and lp.get("type") == "Input" for t in lp.get_strs("top")}
+    if not has_rpn and "rois" not in inputs:
+        raise InputError(
+            f"--def {prototxt}: the net has no 'rois' input (its own RPN makes the proposals), but TEST.HAS_RPN "
+            "is False (the default, for Fast R-CNN nets): pass --cfg experiments/cfgs/faster_rcnn_end2end.yml "
+            "(or faster_rcnn_alt_opt.yml), or --set TEST.HAS_RPN True")
+    if has_rpn and "rois" in inputs:
+        raise InputError(
+            f"--def {prototxt}: the net takes its proposals as the 'rois' input (a Fast R-CNN net), but "
+            "TEST.HAS_RPN is True: pass --proposals F.npz, or --set TEST.HAS_RPN False with "
+            "TEST.PROPOSAL_METHOD (selective_search by default)")
 
 
 def test(args, cfg) -> int:

@@ -104,7 +104,8 @@ def tool_parser(
     - always ``--debug`` (tracebacks for user errors too; see ``run_tool``);
     - ``prototxt`` / ``weights``: ``--def`` (dest ``prototxt``) / ``--net`` (dest ``caffemodel``),
       each ``"required"`` or ``"optional"``, with an optional help text: ``"optional: random weights"``;
-    - ``wait``: ``--wait True|False``, wait until ``--net``'s file exists (upstream's default True);
+    - ``wait``: ``--wait True|False``, wait until ``--net``'s file exists while a training run is
+      writing to its folder (upstream's default True; :func:`wait_for_file`);
     - ``training`` (the trainers): ``--weights`` (dest ``pretrained_model``) or ``--from_scratch``,
       and ``--final_model_file`` (where the final model's path is written, for scripts).
     """
@@ -115,7 +116,8 @@ def tool_parser(
         _add_model_flag(parser, "--net", "caffemodel", weights, "model weights (.caffemodel)")
     if wait:
         parser.add_argument("--wait", dest="wait", default=True, type=str2bool,
-                            help="wait until the model file exists (True/False)")
+                            help="wait until the model file exists, while a training run is writing to its "
+                                 "folder (True/False; default True)")
     if training:
         init = parser.add_mutually_exclusive_group()
         init.add_argument("--weights", dest="pretrained_model", default=None,
@@ -273,11 +275,29 @@ def solver_net_name(solver: str, root_dir: str) -> str | None:
 
 # ------------------------------------------------------------------ files between steps
 def wait_for_file(path: str, wait: bool, poll_s: float = 10.0) -> None:
-    """Wait (polling) until ``path`` exists when ``wait``; otherwise raise if it is missing."""
+    """Wait (polling) until ``path`` exists when ``wait``, as long as a training run holds a live
+    run lock in its folder (:mod:`frcnn.training.run_lock`: a run that may still write it);
+    raise when it is missing and nothing is writing there (a mistyped path, or a run that ended
+    without it), or at once when not ``wait``. Upstream waited forever for any missing file."""
+    from frcnn.training.run_lock import live_runs
+
+    folder = os.path.dirname(os.path.abspath(path))
+    waited = False
     while not os.path.exists(path):
         if not wait:
             raise FileNotFoundError(f"{path}: model file not found")
-        print(f"Waiting for {path} to exist...", flush=True)
+        runs = live_runs(folder)
+        if not runs:
+            if waited:
+                raise FileNotFoundError(
+                    f"{path}: model file not found, and the training run that was writing to {folder} "
+                    "has ended without writing it")
+            raise FileNotFoundError(
+                f"{path}: model file not found, and no training run is writing to {folder} (no live run "
+                "lock there), so waiting for it would never end: check the path")
+        print(f"Waiting for {path} to exist (a training run is writing to its folder: {runs[0].describe()})...",
+              flush=True)
+        waited = True
         time.sleep(poll_s)
 
 

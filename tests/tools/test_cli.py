@@ -220,3 +220,51 @@ def test_solver_net_names_match_the_shipped_model_folders():
         net_dir = solver.split(os.sep)[-3]  # models/<set>/<NET>/<method>/solver.prototxt
         name = cli.solver_net_name(solver, ROOT)
         assert cli.PAPER_NETS.get(name) == (None if net_dir == "SMALL" else net_dir), (solver, name)
+
+
+def _live_lock(folder, pid):
+    """A run lock in ``folder`` held by the live process ``pid`` on this host."""
+    from frcnn.training import run_lock
+
+    me = run_lock.this_process()
+    holder = run_lock.LockHolder(pid, me.host, me.boot_id, run_lock.process_stat(pid)[1], "2026-01-01 00:00:00",
+                                 "train_net.py --solver s")
+    (folder / "small_faster_rcnn.lock").write_text(holder.to_text())
+
+
+def test_wait_for_file_refuses_to_wait_when_no_training_run_writes_there(tmp_path):
+    missing = str(tmp_path / "model.caffemodel")
+    with pytest.raises(FileNotFoundError, match="model file not found$"):
+        cli.wait_for_file(missing, wait=False)
+    with pytest.raises(FileNotFoundError, match="no training run is writing to .*never end: check the path"):
+        cli.wait_for_file(missing, wait=True, poll_s=0.01)
+    # a lock whose process is gone is no training run either
+    (tmp_path / "x.lock").write_text("999999999\n")
+    with pytest.raises(FileNotFoundError, match="no training run is writing"):
+        cli.wait_for_file(missing, wait=True, poll_s=0.01)
+    open(missing, "w").close()
+    cli.wait_for_file(missing, wait=True)  # there: returns at once
+
+
+def test_wait_for_file_waits_while_a_training_run_holds_the_folder(tmp_path, capsys):
+    import subprocess
+    import sys
+    import threading
+
+    missing = tmp_path / "model.caffemodel"
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _live_lock(tmp_path, trainer.pid)
+        threading.Timer(0.3, lambda: missing.write_bytes(b"weights")).start()
+        cli.wait_for_file(str(missing), wait=True, poll_s=0.05)
+        out = capsys.readouterr().out
+        assert f"Waiting for {missing} to exist (a training run is writing to its folder: pid {trainer.pid}" in out
+        assert "command: train_net.py --solver s" in out
+        missing.unlink()
+        # the run ends without writing the file: the wait ends with an error
+        threading.Timer(0.3, trainer.kill).start()
+        with pytest.raises(FileNotFoundError, match="the training run that was writing to .* has ended without"):
+            cli.wait_for_file(str(missing), wait=True, poll_s=0.05)
+    finally:
+        trainer.kill()
+        trainer.wait()

@@ -11,6 +11,7 @@ from frcnn.cli import run_tool
 from tests.tools.helpers import ROOT, load_tool, run_tools, tool_env, tool_path
 
 SMALL_TEST = os.path.join(ROOT, "models", "toy", "SMALL", "faster_rcnn_end2end", "test.prototxt")
+END2END_CFG = os.path.join(ROOT, "experiments", "cfgs", "faster_rcnn_end2end.yml")
 
 BAD_XML = """<annotation><filename>a.jpg</filename><size><width>64</width><height>48</height><depth>3</depth></size>
 <object><name>cat</name><difficult>0</difficult>
@@ -44,7 +45,13 @@ def results(bad):
     """The bad commands run as real processes, all at once (each takes seconds of imports)."""
     commands = {
         "missing model": ("test_net.py", ["--cpu", "--def", SMALL_TEST, "--net", str(bad / "none.caffemodel"),
-                                          "--wait", "False"], None),
+                                          "--wait", "False", "--cfg", END2END_CFG], None),
+        # upstream waited forever; with no training run writing to the folder, it is an error
+        "missing model, waiting": ("rpn_generate.py", ["--cpu", "--def", SMALL_TEST, "--net",
+                                                       str(bad / "none.caffemodel"), "--imdb", "voc_2007_test"], None),
+        # an RPN net tested with upstream's default TEST.HAS_RPN False: said before any proposal file is read
+        "RPN net, HAS_RPN False": ("test_net.py", ["--cpu", "--def", SMALL_TEST, "--net", str(bad / "bad.caffemodel"),
+                                                   "--imdb", "voc_2007_test", "--set", "DATA_DIR", str(bad)], None),
         "bad --set key": ("reval.py", [str(bad), "--set", "NO_SUCH_KEY", "1"], None),
         "malformed prototxt": ("time_net.py", ["--cpu", "--def", str(bad / "bad.prototxt"), "--images",
                                                str(bad / "a.jpg")], None),
@@ -69,6 +76,8 @@ def assert_one_line_error(status, stderr, tool, needles):
     "case, tool, needles",
     [
         ("missing model", "test_net.py", ["none.caffemodel", "not found"]),
+        ("RPN net, HAS_RPN False", "test_net.py", ["has no 'rois' input", "faster_rcnn_end2end.yml"]),
+        ("missing model, waiting", "rpn_generate.py", ["none.caffemodel: model file not found", "no training run"]),
         ("bad --set key", "reval.py", ["--set", "NO_SUCH_KEY"]),
         ("malformed prototxt", "time_net.py", ["bad.prototxt:3:1"]),
     ],

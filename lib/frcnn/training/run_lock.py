@@ -177,6 +177,23 @@ def stale_reason(holder: LockHolder, me: LockHolder) -> str | None:
     return None
 
 
+def live_runs(folder: str) -> list[LockHolder]:
+    """The training runs that may still be writing to ``folder``: the holders of its ``*.lock``
+    files that are not stale (:func:`stale_reason`), so alive here or on another host."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".lock"))
+    except OSError:
+        return []
+    me = this_process()
+    runs = []
+    for name in names:
+        text = _read(os.path.join(folder, name))
+        holder = LockHolder.from_text(text) if text else None
+        if holder is not None and stale_reason(holder, me) is None:
+            runs.append(holder)
+    return runs
+
+
 # ------------------------------------------------------------------ the lock
 
 
