@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from frcnn.config import copy_config, get_output_dir
+from frcnn.datasets.classes_file import classes_beside
 from frcnn.training import alt_opt
 from tests.training.tiny_setup import make_tiny_voc, tiny_config, write_tiny_alt_opt
 
@@ -59,6 +60,9 @@ def test_four_steps_run_hand_over_models_and_skip_when_rerun(tmp_path, capsys):
         assert a.read() == b.read()
     text = capsys.readouterr().out
     assert "Final model: " + final in text
+    # no --weights: the banners say so; the class names beside the final model, for demo.py
+    assert "Stage 1 RPN, from scratch (random initialisation)" in text and "ImageNet" not in text.split("Stage 2")[0]
+    assert classes_beside(final) == ("__background__", "blue", "red")
     # weight flow: the trunk is trained in step 2 only after step 1; frozen in steps 3 and 4
     t1 = _trunk(os.path.join(out, "small_fast_rcnn_stage1_iter_2.caffemodel"))
     t3 = _trunk(os.path.join(out, "small_rpn_stage2_iter_2.caffemodel"))

@@ -43,6 +43,7 @@ from typing import Any
 
 from frcnn.caffe.prototxt import parse_file
 from frcnn.config import copy_config, get_output_dir
+from frcnn.datasets.classes_file import write_classes_file
 from frcnn.errors import InputError
 from frcnn.training import snapshot as snap
 from frcnn.training.train import get_roidb, set_random_seeds, train_net
@@ -110,6 +111,8 @@ def train_step(
     roidb, imdb = get_roidb(imdb_name, cfg, rpn_file=rpn_file)
     output_dir = get_output_dir(cfg, imdb.name)
     print(f"Output will be saved to `{output_dir}`")
+    if distributed.current().is_main:  # as tools/train_net.py: demo.py names the detections from it
+        print(f"Wrote the class names to {write_classes_file(output_dir, imdb.classes, imdb.name)}")
     model_paths = train_net(solver, roidb, output_dir, cfg, pretrained_model=init_model, max_iters=max_iters)
     if distributed.current().is_main:
         for path in model_paths[:-1]:  # cleanup all but the final model, as upstream
@@ -199,13 +202,14 @@ def train_alt_opt(
     rpn_test = model_file(models_dir, "rpn_test")
     models: list[str] = []
 
-    _banner("Stage 1 RPN, init from ImageNet model")
+    init = "init from ImageNet model" if pretrained_model else "from scratch (random initialisation)"
+    _banner(f"Stage 1 RPN, {init}")
     rpn1 = train_step(imdb_name, pretrained_model, solvers[0], max_iters[0], rpn_stage_config(cfg, "stage1"))
     models.append(rpn1)
     if stop_after >= 2:
         _banner("Stage 1 RPN, generate proposals")
         proposals1 = generate_step(imdb_name, rpn1, cfg, rpn_test, generation_keys)
-        _banner("Stage 1 Fast R-CNN using RPN proposals, init from ImageNet model")
+        _banner(f"Stage 1 Fast R-CNN using RPN proposals, {init}")
         frcn1 = train_step(
             imdb_name, pretrained_model, solvers[1], max_iters[1], fast_rcnn_stage_config(cfg, "stage1"), proposals1
         )
