@@ -165,13 +165,39 @@ resolve_dataset() {
   ITERS="${ITERS:-$ITERS_DEFAULT}"
 }
 
+# on_exit CMD: run CMD (a string, eval'd) when the script exits, after the ones added before.
+# Last of all the log's tee (tee_log) is given its end of input and waited for (up to 5 s), so
+# that the script's own stdout (a file, a terminal) has every line when the script has exited:
+# without it the tee could still be writing the last lines, or all of a short run's, after exit.
+EXIT_CMDS=()
+on_exit() {
+  EXIT_CMDS+=("$1")
+  trap run_exit_cmds EXIT
+}
+run_exit_cmds() {
+  local rc=$? cmd i
+  for cmd in "${EXIT_CMDS[@]}"; do eval "$cmd" || true; done
+  if [ -n "${TEE_PID:-}" ]; then
+    exec >&- 2>&-
+    for i in $(seq 50); do kill -0 "$TEE_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  exit "$rc"
+}
+
+# tee_log FILE: from here on, everything the script writes goes to its stdout and into FILE
+tee_log() {
+  exec > >(tee -a "$1") 2>&1
+  TEE_PID=$!
+  trap run_exit_cmds EXIT
+}
+
 # start_log NAME: tee everything from here on into $LOG_DIR/NAME_<NET>_<args>.txt.<date>
 start_log() {
   local slug dir="${LOG_DIR:-experiments/logs}"
   slug=$(printf '%s' "${EXTRA_ARGS[*]:-}" | tr ' /' '__')
   mkdir -p "$dir"
   LOG="$dir/${1}_${NET}_${slug}.txt.$(date +'%Y-%m-%d_%H-%M-%S')"
-  exec > >(tee -a "$LOG") 2>&1
+  tee_log "$LOG"
   echo "Logging output to $LOG"
 }
 
@@ -225,7 +251,7 @@ derive_defaults() {
 # writes its final model's path for test_final_model (no grepping of logs).
 final_model_file() {
   FINAL_FILE=$(mktemp "${TMPDIR:-/tmp}/frcnn_final_model.XXXXXX")
-  trap 'rm -f "$FINAL_FILE"' EXIT
+  on_exit 'rm -f "$FINAL_FILE"'
 }
 
 # solver_dir: MODEL_DIR=models/<PT_DIR>/<NET>/<METHOD>, which must hold a solver.prototxt

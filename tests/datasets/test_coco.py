@@ -193,6 +193,13 @@ def test_factory_coco_json_and_folder_convention(tmp_path, data_cfg):
 def test_bad_json_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.json"):
         COCODataset("x", str(tmp_path / "nothere.json"), str(tmp_path), None)
+    # the missing file says what to do: link the COCO folder, or add the split's json to it
+    missing = tmp_path / "data" / "coco" / "annotations" / "instances_train2014.json"
+    with pytest.raises(FileNotFoundError, match=f"ln -s /path/to/coco {tmp_path / 'data' / 'coco'}"):
+        COCODataset("x", str(missing), str(tmp_path), None)
+    missing.parent.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="put the split's annotation json into .*annotations"):
+        COCODataset("x", str(missing), str(tmp_path), None)
     bad = _write_coco(
         str(tmp_path / "b"),
         name="bad.json",

@@ -134,3 +134,27 @@ def test_from_scratch_is_explicit_for_paper_nets_and_silent_for_small(net, env, 
     assert "from_scratch=True" in r.stdout
     last = error_line(r.stdout)
     assert "VOCdevkit" in last and "ImageNet weights" not in last
+
+
+def test_a_script_has_written_its_whole_output_when_it_exits(tmp_path):
+    # a tee slower than the script (as it sometimes is): without waiting for it, a short run's
+    # output redirected to a file could still be missing when the script had exited
+    import shutil
+
+    real_tee = shutil.which("tee")
+    fake = tmp_path / "bin" / "tee"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nsleep 0.5\nexec {real_tee} "$@"\n')
+    fake.chmod(0o755)
+    snippet = ("set -euo pipefail; NET=X; EXTRA_ARGS=(); source experiments/scripts/common.sh; "
+               f"LOG_DIR={tmp_path / 'logs'} start_log t; final_model_file; echo \"the last line\"; exit 3")
+    out = tmp_path / "out.txt"
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    with open(out, "w") as f:
+        r = subprocess.run(["bash", "-c", snippet], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                           check=False, timeout=60)
+    assert r.returncode == 3  # the script's own status
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("Logging output to ") and lines[-1] == "the last line"
+    (log,) = (tmp_path / "logs").iterdir()
+    assert log.read_text().splitlines()[-1] == "the last line"

@@ -72,7 +72,7 @@ paper_setup() {
   MODELS="$ROOT/models"; RUNS="$ROOT/runs"; TABLE_DIR="$ROOT/$TABLE"
   mkdir -p "$MODELS" "$RUNS/props" "$TABLE_DIR" "$ROOT/logs"
   LOG="$ROOT/logs/${TABLE}_$(date +'%Y-%m-%d_%H-%M-%S').txt"
-  exec > >(tee -a "$LOG") 2>&1
+  tee_log "$LOG"
   echo "== $TABLE ($MODE run) on ${GPU_ARG}; log $LOG"
   BASE_SETS=()
   if [ "$SMOKE" = 1 ]; then

@@ -48,7 +48,13 @@ def _load_coco_api(ann_file: str):
     from pycocotools.coco import COCO
 
     if not os.path.isfile(ann_file):
-        raise FileNotFoundError(f"{ann_file}: COCO annotation file not found")
+        root = os.path.dirname(os.path.dirname(ann_file))
+        if not os.path.isdir(root):
+            hint = (f"link the COCO folder, which holds annotations/ and images/<split>/: "
+                    f"ln -s /path/to/coco {root}")
+        else:
+            hint = f"{root} has no such file: put the split's annotation json into {os.path.dirname(ann_file)}"
+        raise FileNotFoundError(f"{ann_file}: COCO annotation file not found ({hint})")
     try:
         return COCO(ann_file)
     except (ValueError, KeyError, TypeError, AssertionError) as e:
