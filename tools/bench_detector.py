@@ -367,6 +367,20 @@ def trains_in(s: Settings, mode: str) -> bool:
     return not (s.device.type == "cpu" and mode == "bf16" and not cpu_has_native(torch.bfloat16))
 
 
+def default_modes(device: torch.device, quick: bool) -> str:
+    """The modes timed without --modes: fp32, TF32 and bf16 on a GPU, fp32 and bf16 on a CPU;
+    a --quick dry run on a CPU without native bf16 kernels leaves bf16 out (a VGG16 bf16 test
+    image alone takes many seconds there), with a word."""
+    from frcnn.caffe.precision import cpu_has_native
+
+    if device.type == "cuda":
+        return "fp32,tf32,bf16"
+    if quick and not cpu_has_native(torch.bfloat16):
+        print("bench_detector: --quick on a CPU without native bf16 kernels: fp32 only (--modes fp32,bf16 for both)")
+        return "fp32"
+    return "fp32,bf16"
+
+
 def bench(s: Settings, nets: list[str], modes: list[str], train: bool, with_tv: bool) -> list[dict]:
     rows = []
     if train and not all(trains_in(s, m) for m in modes):
@@ -459,14 +473,15 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(parser, "--no_train", action="store_true", help="skip the training iterations")
     add_flag(parser, "--no_torchvision", action="store_true", help="time ours only")
     parser.add_argument("--quick", action="store_true",
-                        help="a dry run: 192x256 input, 2 runs after 1 warm-up (checks the tool, not the speed)")
+                        help="a dry run: 192x256 input, 2 runs after 1 warm-up (checks the tool, not the speed); "
+                             "on a CPU without native bf16 kernels, fp32 only unless --modes says otherwise")
     parser.add_argument("--json", default=None, help="where to write the rows (default output/bench_detector/)")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     on_gpu = device.type == "cuda"
     nets = parse_list(args.nets, NETS, "--nets")
-    modes = parse_list(args.modes or ("fp32,tf32,bf16" if on_gpu else "fp32,bf16"), MODES, "--modes")
+    modes = parse_list(args.modes or default_modes(device, args.quick), MODES, "--modes")
     if not on_gpu and "tf32" in modes:
         print("bench_detector: tf32 is a GPU mode (NVIDIA Ampere and later); left out on the CPU")
         modes = [m for m in modes if m != "tf32"]

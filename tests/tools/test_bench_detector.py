@@ -100,3 +100,16 @@ def test_device_gets_an_index_for_set_device(monkeypatch):
     for bad in ("tpu", "gpu0"):
         with pytest.raises(tool.UserError, match="expected cpu or cuda"):
             tool.resolve_device(bad)
+
+
+def test_a_quick_run_on_a_cpu_without_native_bf16_times_fp32_only(monkeypatch, capsys):
+    from frcnn.caffe import precision
+
+    tool = load_tool("bench_detector.py")
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native", lambda dtype, native=native: native)
+        assert tool.default_modes(gpu, quick=True) == "fp32,tf32,bf16"
+        assert tool.default_modes(cpu, quick=False) == "fp32,bf16"
+        assert tool.default_modes(cpu, quick=True) == ("fp32,bf16" if native else "fp32")
+    assert "--quick on a CPU without native bf16 kernels: fp32 only" in capsys.readouterr().out
