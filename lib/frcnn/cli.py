@@ -189,10 +189,12 @@ def config_from_args(args: argparse.Namespace, show: bool = True, echo: bool = F
     if getattr(args, "set_cfgs", None):
         cfg_from_list(args.set_cfgs, cfg)
     asked = getattr(args, "gpu_id", None)
+    world = world_from_environment()
     if getattr(args, "cpu_mode", False):
         gpu = -1
     elif asked is not None:
-        check_gpu(asked)
+        if not world.distributed:  # (under torchrun the rank's own GPU is checked below)
+            check_gpu(asked)
         gpu = asked
     else:
         gpu = cfg.GPU_ID
@@ -200,12 +202,12 @@ def config_from_args(args: argparse.Namespace, show: bool = True, echo: bool = F
             import torch
 
             if torch.cuda.is_available():
-                check_gpu(gpu)
+                if not world.distributed:
+                    check_gpu(gpu)
             else:
                 if hasattr(args, "gpu_id"):  # a tool with device flags: say where it runs
                     print(f"Note: no CUDA device, so running on the CPU (GPU_ID {gpu} needs one)")
                 gpu = -1
-    world = world_from_environment()
     if gpu >= 0 and world.distributed:  # under torchrun: each rank its own GPU
         gpu = world.local_rank
         try:

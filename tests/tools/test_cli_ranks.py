@@ -83,6 +83,26 @@ def test_a_cpu_run_under_torchrun_stays_on_the_cpu(monkeypatch):
     assert cfg.GPU_ID == -1
 
 
+
+def test_a_gpu_run_under_torchrun_names_the_ranks_own_gpu_when_it_is_missing(monkeypatch):
+    # the scripts pass --gpu 0 to every rank; rank 1's error is about its own GPU, 1
+    import argparse
+
+    import torch
+
+    from frcnn.cli import config_from_args
+    from frcnn.errors import UserError
+
+    _as_rank(monkeypatch, 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match=r"\(LOCAL_RANK 1\): GPU 1 asked for, but this machine has 1 CUDA device"):
+        config_from_args(argparse.Namespace(gpu_id=0, cpu_mode=False), show=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"\(LOCAL_RANK 1\): GPU 1 asked for, but this torch sees no CUDA device"):
+        config_from_args(argparse.Namespace(gpu_id=0, cpu_mode=False), show=False)
+
+
 # ------------------------------------------------------------------ the scripts' GPU lists
 FAKE_PYTHON = """#!/usr/bin/env bash
 printf 'CVD=%s %s\\n' "${CUDA_VISIBLE_DEVICES:-}" "$*" >> "$FAKE_LOG"
