@@ -23,6 +23,7 @@ import numpy as np
 
 from frcnn.cli import config_from_args, run_tool, tool_parser
 from frcnn.config import device_from_config
+from frcnn.errors import InputError
 from frcnn.inference.demo import (
     CONF_THRESH,
     NMS_THRESH,
@@ -73,6 +74,14 @@ def main(argv=None) -> int:
                                 "data/scripts/fetch_faster_rcnn_models.sh (or pass --caffemodel)?")
     if not os.path.isfile(prototxt):
         raise FileNotFoundError(f"--def {prototxt}: no such file")
+    if args.images is None:
+        demo_dir = os.path.join(cfg.DATA_DIR, "demo")
+        missing = [n for n in DEMO_IMAGES if not os.path.isfile(os.path.join(demo_dir, n))]
+        if missing:  # upstream committed these five PASCAL VOC 2007 images; this repository does not
+            raise InputError(
+                f"{demo_dir}: the default demo images ({', '.join(missing)}: upstream's, from VOC2007's "
+                "JPEGImages) are not here: copy them there from VOCdevkit2007/VOC2007/JPEGImages, or pass "
+                "--images FILES, PATTERNS or FOLDERS")
     images = image_files(args.images or [os.path.join(cfg.DATA_DIR, "demo", n) for n in DEMO_IMAGES])
 
     from frcnn.boxes.nms import nms_from_config

@@ -129,6 +129,10 @@ def test_demo_says_what_to_pass_when_the_classes_are_unknown(trained, tmp_path):
     r = run_tool_process(*args, "--images", images, "--set", *trained["settings"])
     assert r.returncode == 2
     assert f"{lone}: no class names for its 3 outputs: pass --imdb NAME" in r.stderr and "--classes FILE" in r.stderr
+    # no --images: upstream's five VOC2007 demo images, which this repository does not ship
+    r = run_tool_process(*args, "--classes", str(trained["out"] / "classes.txt"), "--set", *trained["settings"])
+    assert r.returncode == 2
+    assert f"{trained['data'] / 'demo'}: the default demo images (000456.jpg, " in r.stderr and "--images" in r.stderr
 
 
 def test_end2end_script_derives_the_settings_of_a_set_without_models(tmp_path):
