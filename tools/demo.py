@@ -76,13 +76,15 @@ def main(argv=None) -> int:
         raise FileNotFoundError(f"--def {prototxt}: no such file")
     if args.images is None:
         demo_dir = os.path.join(cfg.DATA_DIR, "demo")
-        missing = [n for n in DEMO_IMAGES if not os.path.isfile(os.path.join(demo_dir, n))]
+        images = [os.path.join(demo_dir, n) for n in DEMO_IMAGES]
+        missing = [os.path.basename(p) for p in images if not os.path.isfile(p)]
         if missing:  # upstream committed these five PASCAL VOC 2007 images; this repository does not
             raise InputError(
                 f"{demo_dir}: the default demo images ({', '.join(missing)}: upstream's, from VOC2007's "
                 "JPEGImages) are not here: copy them there from VOCdevkit2007/VOC2007/JPEGImages, or pass "
                 "--images FILES, PATTERNS or FOLDERS")
-    images = image_files(args.images or [os.path.join(cfg.DATA_DIR, "demo", n) for n in DEMO_IMAGES])
+    else:
+        images = image_files(args.images)
 
     from frcnn.boxes.nms import nms_from_config
     from frcnn.caffe import TEST, Net

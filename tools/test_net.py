@@ -42,12 +42,11 @@ def check_proposal_source(prototxt: str, has_rpn: bool) -> None:
     """Refuse a net whose inputs do not fit TEST.HAS_RPN: a Faster R-CNN net (no ``rois`` input:
     its RPN makes the proposals) tested with HAS_RPN False, upstream's default, would look for
     selective-search files; a Fast R-CNN net (a ``rois`` input) needs proposals from somewhere."""
-    from frcnn.caffe.netspec import input_layer
+    from frcnn.caffe.netspec import net_layers
     from frcnn.caffe.prototxt import parse_file
 
-    net = parse_file(prototxt)
-    layers = [input_layer(net), *net.get_msgs("layer")]
-    inputs = {t for lp in layers if lp is not None and lp.get("type") == "Input" for t in lp.get_strs("top")}
+    layers = net_layers(parse_file(prototxt), "TEST")  # `input:` fields as an Input layer, as the engine reads them
+    inputs = {t for lp in layers if lp.get("type") == "Input" for t in lp.get_strs("top")}
     if not has_rpn and "rois" not in inputs:
         raise InputError(
             f"--def {prototxt}: the net has no 'rois' input (its own RPN makes the proposals), but TEST.HAS_RPN "

@@ -193,22 +193,19 @@ def config_from_args(args: argparse.Namespace, show: bool = True, echo: bool = F
     if getattr(args, "cpu_mode", False):
         gpu = -1
     elif asked is not None:
-        if not world.distributed:  # (under torchrun the rank's own GPU is checked below)
-            check_gpu(asked)
         gpu = asked
     else:
         gpu = cfg.GPU_ID
         if gpu >= 0:
             import torch
 
-            if torch.cuda.is_available():
-                if not world.distributed:
-                    check_gpu(gpu)
-            else:
+            if not torch.cuda.is_available():
                 if hasattr(args, "gpu_id"):  # a tool with device flags: say where it runs
                     print(f"Note: no CUDA device, so running on the CPU (GPU_ID {gpu} needs one)")
                 gpu = -1
-    if gpu >= 0 and world.distributed:  # under torchrun: each rank its own GPU
+    if gpu >= 0 and not world.distributed:
+        check_gpu(gpu)
+    elif gpu >= 0:  # under torchrun: each rank its own GPU
         gpu = world.local_rank
         try:
             check_gpu(gpu)
